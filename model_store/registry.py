@@ -1,0 +1,214 @@
+"""The architecture registry and model descriptors: how the worker, training and evaluation get a
+network. Explicit: every architecture module is listed in `_ARCH_MODULES` and registers itself with
+`@register_arch`; an unknown or duplicate id is an error.
+
+Callers see only `SRDescriptor`: scale, channels, dtype support, tiling needs and `__call__`, which
+owns the Y/CbCr split, clamping and `inference_mode`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from model_store.card import Catalog, ModelCard
+from model_store.resize import imresize_torch
+
+# One module per architecture; importing a module registers what it defines.
+_ARCH_MODULES: tuple[str, ...] = (
+    "model_store.archs.bicubic",
+    "model_store.archs.srcnn",
+    "model_store.archs.fsrcnn",
+    "model_store.archs.espcn",
+    "model_store.archs.vdsr",
+    "model_store.archs.lapsrn",
+    "model_store.archs.srresnet",
+    "model_store.archs.edsr",
+    "model_store.archs.swinir",
+    "model_store.archs.burst_shift_add",
+    "model_store.archs.misr_gru",
+    "model_store.archs.shift_pool",
+)
+
+ArchFactory = Callable[..., nn.Module]
+
+
+@dataclass(frozen=True)
+class ArchSpec:
+    id: str
+    factory: ArchFactory  # typed keyword-only constructor: factory(scale=..., **arch_args)
+    channels: str  # "y" or "rgb": what the network itself consumes
+    kind: str = "single"  # "single" or "burst"
+    trainable: bool = True
+
+
+_ARCHS: dict[str, ArchSpec] = {}
+_loaded = False
+
+
+def register_arch(
+    arch_id: str, *, channels: str, kind: str = "single", trainable: bool = True
+) -> Callable[[ArchFactory], ArchFactory]:
+    def deco(factory: ArchFactory) -> ArchFactory:
+        if arch_id in _ARCHS:
+            raise ValueError(f"architecture {arch_id!r} registered twice")
+        _ARCHS[arch_id] = ArchSpec(arch_id, factory, channels, kind, trainable)
+        return factory
+
+    return deco
+
+
+def _ensure_loaded() -> None:
+    global _loaded
+    if _loaded:
+        return
+    for module in _ARCH_MODULES:
+        try:
+            importlib.import_module(module)
+        except ModuleNotFoundError as exc:
+            if exc.name != module:  # a real import error inside an existing module
+                raise
+    _loaded = True
+
+
+def list_archs() -> list[str]:
+    _ensure_loaded()
+    return sorted(_ARCHS)
+
+
+def arch_spec(arch_id: str) -> ArchSpec:
+    _ensure_loaded()
+    if arch_id not in _ARCHS:
+        raise KeyError(f"unknown architecture {arch_id!r}; registered: {sorted(_ARCHS)}")
+    return _ARCHS[arch_id]
+
+
+def create_model(arch_id: str, *, scale: int, **arch_args: object) -> nn.Module:
+    return arch_spec(arch_id).factory(scale=scale, **arch_args)
+
+
+def count_params(module: nn.Module) -> int:
+    return sum(p.numel() for p in module.parameters())
+
+
+def sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with path.open("rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+# BT.601 as MATLAB rgb2ycbcr, on [0, 1] data: the Y-channel models were trained on this.
+_RGB2YCBCR = torch.tensor(
+    [[65.481, 128.553, 24.966], [-37.797, -74.203, 112.0], [112.0, -93.786, -18.214]], dtype=torch.float64
+) / 255.0
+_YCBCR_OFFSET = torch.tensor([16.0, 128.0, 128.0], dtype=torch.float64) / 255.0
+
+
+def rgb_to_ycbcr(x: torch.Tensor) -> torch.Tensor:
+    m = _RGB2YCBCR.to(x.device, x.dtype)
+    return torch.einsum("ij,bjhw->bihw", m, x) + _YCBCR_OFFSET.to(x.device, x.dtype)[None, :, None, None]
+
+
+def ycbcr_to_rgb(x: torch.Tensor) -> torch.Tensor:
+    m = torch.linalg.inv(_RGB2YCBCR).to(x.device, x.dtype)
+    return torch.einsum("ij,bjhw->bihw", m, x - _YCBCR_OFFSET.to(x.device, x.dtype)[None, :, None, None])
+
+
+class WeightsMismatchError(RuntimeError):
+    pass
+
+
+@dataclass
+class SRDescriptor:
+    """A loaded single-image model as the worker sees it.
+
+    `__call__` takes RGB float in [0, 1], shape (B, 3, h, w) on the descriptor's device, and returns
+    (B, 3, h*scale, w*scale) clamped to [0, 1]. Y-channel networks get Y and the chroma is upsampled
+    bicubically here, so every caller treats every model the same.
+    """
+
+    card: ModelCard
+    scale: int
+    module: nn.Module
+    device: torch.device
+    channels: str
+    supports_half: bool
+    receptive_field: int
+    size_multiple: int
+    channels_last: bool = False
+
+    @property
+    def name(self) -> str:
+        return self.card.name
+
+    def to(self, device: torch.device | str) -> SRDescriptor:
+        self.device = torch.device(device)
+        self.module.to(self.device)
+        return self
+
+    @torch.inference_mode()
+    def __call__(self, rgb: torch.Tensor, dtype: torch.dtype | None = None) -> torch.Tensor:
+        x = rgb.to(self.device, torch.float32)
+        if self.channels == "y":
+            ycc = rgb_to_ycbcr(x)
+            y = self._forward(ycc[:, :1], dtype)
+            chroma = imresize_torch(ycc[:, 1:], scale=float(self.scale))
+            out = ycbcr_to_rgb(torch.cat([y, chroma], dim=1))
+        else:
+            out = self._forward(x, dtype)
+        return out.clamp_(0.0, 1.0)
+
+    def _forward(self, x: torch.Tensor, dtype: torch.dtype | None) -> torch.Tensor:
+        if self.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        if dtype is not None and dtype != torch.float32 and self.supports_half:
+            with torch.autocast(device_type=self.device.type, dtype=dtype):
+                out = self._call_module(x)
+            return out.float()
+        return self._call_module(x)
+
+    def _call_module(self, x: torch.Tensor) -> torch.Tensor:
+        # multi-scale networks (VDSR) take the scale; everything else ignores it
+        forward_scale = getattr(self.module, "forward_with_scale", None)
+        if forward_scale is not None:
+            return forward_scale(x, self.scale)
+        return self.module(x)
+
+
+def load_descriptor(
+    card: ModelCard, scale: int, *, catalog: Catalog | None = None, device: str | torch.device = "cpu"
+) -> SRDescriptor:
+    """Build the network named by a card, load and verify its weights, and wrap it."""
+    from safetensors.torch import load_file
+
+    spec = arch_spec(card.architecture)
+    module = spec.factory(scale=scale, **card.arch_args)
+    if card.weights_file:
+        folder = catalog.folder(card.name) if catalog else Path(__file__).resolve().parent / "weights"
+        path = folder / card.weights_file
+        digest = sha256_file(path)
+        if card.weights_sha256 and digest != card.weights_sha256:
+            raise WeightsMismatchError(f"{path.name}: sha256 {digest} does not match the card's {card.weights_sha256}")
+        state = load_file(str(path))
+        module.load_state_dict(state, strict=True)
+    module.eval().requires_grad_(False)
+    dev = torch.device(device)
+    module.to(dev)
+    return SRDescriptor(
+        card=card,
+        scale=scale,
+        module=module,
+        device=dev,
+        channels=card.channels,
+        supports_half=card.half_precision_safe,
+        receptive_field=card.receptive_field,
+        size_multiple=card.size_multiple,
+    )

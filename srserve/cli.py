@@ -1,0 +1,37 @@
+"""The one `srserve` command. Each subcommand lives in `srserve/commands/<name>.py` exposing
+`register(subparsers)`; heavy imports (torch, uvicorn) happen inside the handlers, so
+`srserve --help` stays fast and the API process never imports torch."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+# Explicit list: a missing module is a bug, not something to skip silently.
+COMMAND_MODULES: tuple[str, ...] = (
+    "srserve.commands.serve",  # serve, api, worker
+)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="srserve", description="Image and burst super-resolution service")
+    parser.add_argument("--log-level", default="INFO", help="logging level (default INFO)")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for name in COMMAND_MODULES:
+        importlib.import_module(name).register(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    from srserve.logging_setup import configure_logging
+
+    configure_logging(args.log_level)
+    result = args.handler(args)
+    return int(result or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
