@@ -210,14 +210,22 @@ class Catalog:
             if matches:
                 card = max(matches, key=lambda c: c.set5_psnr(scale) or 0.0)
             elif any(c.family in (model, family) for c in self._cards.values()):
-                fam_scales = sorted({s for c in self._cards.values() if c.family in (model, family) for s in c.scales})
-                raise UnsupportedScaleError(f"model {model!r} does not support scale {scale}; it supports {fam_scales}", fam_scales)
+                fam_scales = sorted(
+                    {s for c in self._cards.values() if c.family in (model, family) for s in c.scales}
+                )
+                raise UnsupportedScaleError(
+                    f"model {model!r} does not support scale {scale}; it supports {fam_scales}", fam_scales
+                )
             else:
                 raise UnknownModelError(f"unknown model {model!r}", valid)
         if card.kind != kind:
-            raise UnknownModelError(f"model {model!r} is a {card.kind} model; this request needs a {kind} model", valid)
+            raise UnknownModelError(
+                f"model {model!r} is a {card.kind} model; this request needs a {kind} model", valid
+            )
         if scale not in card.scales:
-            raise UnsupportedScaleError(f"model {card.name!r} does not support scale {scale}; it supports {card.scales}", card.scales)
+            raise UnsupportedScaleError(
+                f"model {card.name!r} does not support scale {scale}; it supports {card.scales}", card.scales
+            )
         return card
 
 

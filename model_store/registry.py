@@ -106,9 +106,12 @@ def sha256_file(path: Path) -> str:
 
 
 # BT.601 as MATLAB rgb2ycbcr, on [0, 1] data: the Y-channel models were trained on this.
-_RGB2YCBCR = torch.tensor(
-    [[65.481, 128.553, 24.966], [-37.797, -74.203, 112.0], [112.0, -93.786, -18.214]], dtype=torch.float64
-) / 255.0
+_RGB2YCBCR = (
+    torch.tensor(
+        [[65.481, 128.553, 24.966], [-37.797, -74.203, 112.0], [112.0, -93.786, -18.214]], dtype=torch.float64
+    )
+    / 255.0
+)
 _YCBCR_OFFSET = torch.tensor([16.0, 128.0, 128.0], dtype=torch.float64) / 255.0
 
 
@@ -196,7 +199,9 @@ def load_descriptor(
         path = folder / card.weights_file
         digest = sha256_file(path)
         if card.weights_sha256 and digest != card.weights_sha256:
-            raise WeightsMismatchError(f"{path.name}: sha256 {digest} does not match the card's {card.weights_sha256}")
+            raise WeightsMismatchError(
+                f"{path.name}: sha256 {digest} does not match the card's {card.weights_sha256}"
+            )
         state = load_file(str(path))
         module.load_state_dict(state, strict=True)
     module.eval().requires_grad_(False)

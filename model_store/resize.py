@@ -51,7 +51,9 @@ def contributions(in_length: int, out_length: int, scale: float) -> tuple[np.nda
     return weights[:, keep].astype(np.float64), indices[:, keep]
 
 
-def _out_size(h: int, w: int, scale: float | None, size: tuple[int, int] | None) -> tuple[int, int, float, float]:
+def _out_size(
+    h: int, w: int, scale: float | None, size: tuple[int, int] | None
+) -> tuple[int, int, float, float]:
     if size is not None:
         oh, ow = size
         return oh, ow, oh / h, ow / w
@@ -78,7 +80,9 @@ def imresize(img: np.ndarray, scale: float | None = None, size: tuple[int, int] 
     return out
 
 
-def imresize_torch(x: torch.Tensor, scale: float | None = None, size: tuple[int, int] | None = None) -> torch.Tensor:
+def imresize_torch(
+    x: torch.Tensor, scale: float | None = None, size: tuple[int, int] | None = None
+) -> torch.Tensor:
     """The same resize on a (..., H, W) tensor, any device; weights in the tensor's dtype."""
     import torch
 

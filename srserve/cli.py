@@ -11,6 +11,7 @@ import sys
 # Explicit list: a missing module is a bug, not something to skip silently.
 COMMAND_MODULES: tuple[str, ...] = (
     "srserve.commands.serve",  # serve, api, worker
+    "srserve.commands.upscale",  # upscale files through a running API (the client CLI)
 )
 
 

@@ -1,0 +1,194 @@
+"""An RQ worker that holds several jobs at once, so the device thread can batch tiles across them.
+
+Built on RQ 3.0's per-worker executions (pinned in pyproject; tests/worker/test_rq_contract.py
+checks the behaviour relied on here). Each dequeued job gets its own RQ `Execution` and runs
+`perform_job` in a job thread, so RQ's own success/failure/retry handlers, registries, job
+timeouts (thread-safe `TimerDeathPenalty`), stop commands and dead-worker recovery all keep working.
+A heartbeat thread refreshes every held execution with a short TTL, so the jobs of a SIGKILLed
+worker are seen as abandoned (and retried) within `execution_ttl_s` + the maintenance interval.
+
+Shutdown: the first SIGTERM/SIGINT stops dequeuing and drains the held jobs; a second one re-queues
+whatever is still held and exits.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+from rq.command import parse_payload
+from rq.executions import Execution
+from rq.job import Job, JobStatus
+from rq.queue import Queue
+from rq.timeouts import TimerDeathPenalty
+from rq.worker import SimpleWorker, WorkerStatus
+
+log = logging.getLogger(__name__)
+
+_current = threading.local()
+
+
+def stop_requested_for_current_job() -> bool:
+    """True once a stop command or a cold shutdown asked the current job thread's job to stop."""
+    worker: BatchingWorker | None = getattr(_current, "worker", None)
+    job_id: str | None = getattr(_current, "job_id", None)
+    return bool(worker and job_id and job_id in worker.stopping_job_ids)
+
+
+class BatchingWorker(SimpleWorker):
+    death_penalty_class = TimerDeathPenalty  # SIGALRM only works in the main thread
+
+    def __init__(
+        self,
+        *args: Any,
+        max_jobs_in_flight: int = 8,
+        execution_ttl_s: int = 30,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(*args, **kwargs)
+        self.max_jobs_in_flight = max_jobs_in_flight
+        self.execution_ttl_s = execution_ttl_s
+        self._slots = threading.BoundedSemaphore(max_jobs_in_flight)
+        self._pool = ThreadPoolExecutor(max_workers=max_jobs_in_flight, thread_name_prefix="srserve-job")
+        self._held: dict[str, tuple[Job, Queue, Execution]] = {}
+        self._held_lock = threading.Lock()
+        self._finalize_lock = threading.Lock()
+        self.stopping_job_ids: set[str] = set()
+        self._hb_stop = threading.Event()
+        self._hb_thread: threading.Thread | None = None
+        self._requeue_on_exit = False
+
+    # ---- RQ hooks ------------------------------------------------------------------------------
+
+    def get_heartbeat_ttl(self, job: Job, working_time: float = 0.0) -> int:
+        # Short, refreshed by our heartbeat thread: a dead worker's jobs are found quickly.
+        return self.execution_ttl_s
+
+    def dequeue_job_and_maintain_ttl(self, timeout: int | None, max_idle_time: int | None = None):  # type: ignore[no-untyped-def]
+        self._ensure_heartbeat_thread()
+        # Wait for a free slot before taking a job off the queue, so we never hold more than we can run.
+        while not self._slots.acquire(timeout=1.0):
+            self.heartbeat()
+            if self._stop_requested:
+                return None
+        try:
+            result = super().dequeue_job_and_maintain_ttl(timeout, max_idle_time)
+        except BaseException:
+            self._slots.release()
+            raise
+        if result is None:
+            self._slots.release()
+        return result
+
+    def execute_job(self, job: Job, queue: Queue) -> None:
+        execution = self.prepare_execution(job)
+        with self._held_lock:
+            self._held[job.id] = (job, queue, execution)
+        self._pool.submit(self._run_one, job, queue, execution)
+
+    def _run_one(self, job: Job, queue: Queue, execution: Execution) -> None:
+        _current.worker, _current.job_id = self, job.id
+        try:
+            self.perform_job(job, queue, execution)
+        except BaseException:  # perform_job handles job errors; this is a bug guard
+            log.exception("job thread for %s crashed", job.id)
+        finally:
+            _current.worker = _current.job_id = None
+            with self._held_lock:
+                self._held.pop(job.id, None)
+                idle = not self._held
+            self.stopping_job_ids.discard(job.id)
+            if idle:
+                self.set_state(WorkerStatus.IDLE)
+            self._slots.release()
+
+    def handle_job_failure(
+        self, job: Job, queue: Queue, started_job_registry=None, exc_string="", execution=None
+    ):  # type: ignore[no-untyped-def]
+        # RQ keeps one `_stopped_job_id`; with several jobs in flight, set it under a lock per failure.
+        with self._finalize_lock:
+            if job.id in self.stopping_job_ids and not self._requeue_on_exit:
+                self._stopped_job_id = job.id
+            super().handle_job_failure(job, queue, started_job_registry, exc_string, execution)
+
+    def request_stop_execution(self, execution_id: str) -> None:
+        with self._held_lock:
+            job_ids = [jid for jid, (_, _, ex) in self._held.items() if ex.id == execution_id]
+        if not job_ids:
+            log.warning("not running execution %s, stop command ignored", execution_id)
+        self.stopping_job_ids.update(job_ids)
+
+    def handle_payload(self, message: dict[str, Any]) -> None:
+        payload = parse_payload(message)
+        if payload.get("command") == "stop-job":
+            job_id = payload.get("job_id")
+            with self._held_lock:
+                held = job_id in self._held
+            if held:
+                self.stopping_job_ids.add(job_id)
+            else:
+                log.warning("not working on job %s, stop command ignored", job_id)
+            return
+        super().handle_payload(message)
+
+    def request_force_stop(self, signum: int, frame: Any) -> None:
+        """Second signal: put every held job back on its queue, then exit."""
+        log.warning("cold shutdown: re-queuing %d held jobs", len(self._held))
+        self._requeue_on_exit = True
+        self._requeue_held()
+        raise SystemExit()
+
+    def teardown(self) -> None:
+        # Warm shutdown (or burst end): drain what we hold, then let RQ unregister the worker.
+        self._pool.shutdown(wait=True)
+        self._hb_stop.set()
+        if self._hb_thread:
+            self._hb_thread.join(timeout=5)
+        super().teardown()
+
+    # ---- internals -----------------------------------------------------------------------------
+
+    @property
+    def held_job_ids(self) -> list[str]:
+        with self._held_lock:
+            return list(self._held)
+
+    def _requeue_held(self) -> None:
+        with self._held_lock:
+            held = list(self._held.values())
+        for job, queue, execution in held:
+            self.stopping_job_ids.add(job.id)
+            try:
+                with self.connection.pipeline() as pipe:
+                    self.cleanup_execution(job, pipeline=pipe, execution=execution)
+                    job.set_status(JobStatus.QUEUED, pipeline=pipe)
+                    pipe.execute()
+                queue._enqueue_job(job, at_front=True)  # back to the front: it already waited its turn
+                log.info("re-queued job %s", job.id)
+            except Exception:
+                log.exception("could not re-queue job %s", job.id)
+
+    def _ensure_heartbeat_thread(self) -> None:
+        if self._hb_thread is None:
+            self._hb_thread = threading.Thread(
+                target=self._heartbeat_loop, name="srserve-heartbeat", daemon=True
+            )
+            self._hb_thread.start()
+
+    def _heartbeat_loop(self) -> None:
+        interval = max(1.0, self.execution_ttl_s / 3)
+        while not self._hb_stop.wait(interval):
+            with self._held_lock:
+                held = list(self._held.values())
+            for job, _queue, execution in held:
+                try:
+                    self.maintain_heartbeats(job, execution)
+                except Exception:
+                    log.exception("heartbeat for job %s failed", job.id)
+            if not held:
+                try:
+                    self.heartbeat()
+                except Exception:
+                    log.exception("worker heartbeat failed")
