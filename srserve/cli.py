@@ -12,6 +12,10 @@ import sys
 COMMAND_MODULES: tuple[str, ...] = (
     "srserve.commands.serve",  # serve, api, worker
     "srserve.commands.upscale",  # upscale files through a running API (the client CLI)
+    "srserve.commands.train",  # train a model zoo network -> weights + model card
+    "srserve.commands.eval",  # PSNR/SSIM of a model on LR/HR pairs
+    "srserve.commands.bench",  # benchmarks -> bench/results/
+    "srserve.commands.burst",  # train-burst, eval-burst: multi-frame SR (model_store.burst)
 )
 
 

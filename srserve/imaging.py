@@ -124,10 +124,11 @@ def decode(data: bytes, max_pixels: int) -> DecodedImage:
                 img.seek(0)
             img.load()
             icc = img.info.get("icc_profile")
-            transposed = ImageOps.exif_transpose(img)
-            if transposed is not img:
-                notes.append("EXIF orientation applied")
-            img = transposed
+            # exif_transpose copies even without a tag (Pillow >= 11): look at the tag itself
+            orientation = img.getexif().get(0x0112, 1)
+            if orientation not in (None, 1):
+                img = ImageOps.exif_transpose(img)
+                notes.append(f"EXIF orientation {orientation} applied")
     except (OSError, ValueError, SyntaxError, EOFError) as exc:
         raise CorruptImageError(f"the image data is truncated or corrupt ({exc})") from exc
     return _to_arrays(img, info, icc if isinstance(icc, bytes) else None, notes)

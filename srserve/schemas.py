@@ -51,6 +51,8 @@ class FrameReport(BaseModel):
     weight: float = Field(description="share of the fusion this frame got (0 = rejected)")
     rejected: bool = False
     reason: str | None = None
+    confidence: float | None = Field(default=None, description="correlation with the reference after alignment")
+    gain: float | None = Field(default=None, description="exposure gain applied to match the reference")
 
 
 class JobMetrics(BaseModel):
@@ -58,8 +60,10 @@ class JobMetrics(BaseModel):
     ssim_y: float | None = Field(default=None, description="SSIM (Y channel) vs the reference")
     bicubic_psnr_y: float | None = Field(default=None, description="the same PSNR for plain bicubic")
     bicubic_ssim_y: float | None = None
-    lr_consistency_psnr: float = Field(
-        description="PSNR (dB) of the output downscaled back with bicubic against the input"
+    lr_consistency_psnr: float | None = Field(
+        default=None,
+        description="PSNR (dB) of the output downscaled back with bicubic against the input; "
+        "null only when the output was too large to measure (see notes)",
     )
     timings: Timings = Field(default_factory=Timings)
     device: str = ""

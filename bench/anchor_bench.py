@@ -1,0 +1,101 @@
+"""Our FSRCNN/ESPCN/LapSRN against OpenCV's `dnn_superres` running the published models, on the same
+images, same machine, same metric code: seconds per set and PSNR/SSIM (Y, shaved).
+
+    srserve bench anchors            # needs `pip install opencv-contrib-python-headless`
+
+OpenCV is only a benchmark peer (never a runtime dependency); its models are read from
+../shared/anchors/opencv_dnn_superres/.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import platform
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from model_store.card import Catalog
+from model_store.metrics import quality_y
+from model_store.registry import load_descriptor
+from srserve.imaging import load_rgb_uint8, to_uint8
+
+log = logging.getLogger(__name__)
+
+PAIRS = [  # (our family, OpenCV model name, file stem)
+    ("fsrcnn", "fsrcnn", "FSRCNN"),
+    ("espcn", "espcn", "ESPCN"),
+    ("lapsrn", "lapsrn", "LapSRN"),
+]
+CASES = [("Set5", 4), ("Set14", 4), ("BSD100", 4), ("Set14", 2)]
+
+
+def _pairs(data: Path, dataset: str, scale: int) -> list[tuple[np.ndarray, np.ndarray]]:
+    folder = data / "eval" / dataset / f"x{scale}"
+    return [(load_rgb_uint8(str(lr)), load_rgb_uint8(str(lr).replace("_LR", "_HR")))
+            for lr in sorted(folder.glob("*_LR.png"))]
+
+
+def _score(outs: list[np.ndarray], pairs: list[tuple[np.ndarray, np.ndarray]], scale: int) -> tuple[float, float]:
+    qs = [quality_y(o, hr, scale) for o, (_, hr) in zip(outs, pairs, strict=True)]
+    return float(np.mean([q.psnr_y for q in qs])), float(np.mean([q.ssim_y for q in qs]))
+
+
+def run(args: argparse.Namespace) -> int:
+    import cv2
+
+    torch.set_num_threads(max(1, torch.get_num_threads()))
+    data = Path(args.anchors).resolve().parents[1] / "data"
+    catalog = Catalog.load()
+    rows: list[dict[str, object]] = []
+    for dataset, scale in CASES:
+        pairs = _pairs(data, dataset, scale)
+        for family, cv_name, stem in PAIRS:
+            model_file = Path(args.anchors) / f"{stem}_x{scale}.pb"
+            try:
+                card = catalog.resolve(family, scale)
+            except (LookupError, ValueError):
+                continue
+            if not model_file.exists():
+                continue
+            sr = cv2.dnn_superres.DnnSuperResImpl_create()
+            sr.readModel(str(model_file))
+            sr.setModel(cv_name, scale)
+            sr.upsample(pairs[0][0][..., ::-1].copy())  # warm-up
+            t0 = time.perf_counter()
+            cv_outs = [sr.upsample(lr[..., ::-1].copy())[..., ::-1] for lr, _ in pairs]
+            cv_s = time.perf_counter() - t0
+            desc = load_descriptor(card, scale, catalog=catalog)
+            desc(torch.from_numpy(pairs[0][0]).permute(2, 0, 1)[None].float() / 255)  # warm-up
+            t0 = time.perf_counter()
+            ours = [
+                to_uint8(desc(torch.from_numpy(lr).permute(2, 0, 1)[None].float() / 255)[0].permute(1, 2, 0).numpy())
+                for lr, _ in pairs
+            ]
+            our_s = time.perf_counter() - t0
+            cv_psnr, cv_ssim = _score(cv_outs, pairs, scale)
+            our_psnr, our_ssim = _score(ours, pairs, scale)
+            row = {"dataset": dataset, "scale": scale, "model": card.name, "opencv": f"{stem}_x{scale}",
+                   "ours_psnr": round(our_psnr, 2), "ours_ssim": round(our_ssim, 4), "ours_s": round(our_s, 3),
+                   "opencv_psnr": round(cv_psnr, 2), "opencv_ssim": round(cv_ssim, 4), "opencv_s": round(cv_s, 3)}
+            log.info("%s", row)
+            rows.append(row)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    machine = f"{platform.system()} {platform.release()}; {platform.machine()} x{torch.get_num_threads()} threads"
+    stamp = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
+    (out / f"{args.tag}.json").write_text(json.dumps({"machine": machine, "date": stamp, "rows": rows}, indent=1))
+    lines = [f"# Ours vs OpenCV dnn_superres ({args.tag})", "", f"Machine: {machine}  ", f"Date: {stamp}", "",
+             "Same images, same metric code (Y, shaved, 8-bit). Time = whole set, one image at a time, CPU.", "",
+             "| set | scale | ours | PSNR / SSIM | seconds | OpenCV | PSNR / SSIM | seconds | speed ratio |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        lines.append(f"| {r['dataset']} | x{r['scale']} | {r['model']} | {r['ours_psnr']} / {r['ours_ssim']} | "
+                     f"{r['ours_s']} | {r['opencv']} | {r['opencv_psnr']} / {r['opencv_ssim']} | {r['opencv_s']} | "
+                     f"{float(r['opencv_s']) / max(float(r['ours_s']), 1e-9):.2f}x |")
+    (out / f"{args.tag}.md").write_text("\n".join(lines) + "\n")
+    return 0

@@ -1,0 +1,95 @@
+"""Training smoke tests: a tiny FSRCNN on a tiny crop learns, writes loadable weights and a valid card,
+resumes from its checkpoint, and honours the time budget."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from model_store.card import Catalog, ModelCard
+from model_store.data import data_root
+from model_store.registry import load_descriptor, sha256_file
+from model_store.train import TrainConfig, Trainer, _loss_fn
+
+TINY = {"d": 8, "s": 4, "m": 1}
+
+
+@pytest.fixture(scope="module")
+def tiny_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    folder = tmp_path_factory.mktemp("train")
+    with Image.open(data_root() / "train" / "T91" / "t1.png") as img:
+        Image.fromarray(np.asarray(img.convert("RGB"))[:64, :64]).save(folder / "crop.png")
+    return folder
+
+
+def _config(data: Path, out: Path, **over: object) -> TrainConfig:
+    base: dict[str, object] = dict(arch="fsrcnn", scale=2, iters=40, batch=8, patch=24, lr=3e-3, loss="l1",
+                                   data=[data], out=out, arch_args=TINY, eval_every=20, log_every=10,
+                                   eval_sets=["Set5"], device="cpu", command="srserve train fsrcnn --scale 2")
+    base.update(over)
+    return TrainConfig.model_validate(base)
+
+
+def test_training_reduces_loss_and_writes_a_loadable_model(tiny_data: Path, tmp_path: Path) -> None:
+    trainer = Trainer(_config(tiny_data, tmp_path))
+    scale, lr, targets = trainer._batch()  # a fixed batch to compare before / after
+
+    def fixed_loss() -> float:
+        with torch.no_grad():
+            return float(_loss_fn("l1", trainer._predict(lr, scale)[0], targets[0]))
+
+    before = fixed_loss()
+    trainer.fit()
+    trainer.module.load_state_dict(trainer.best_state or {})
+    assert fixed_loss() < 0.7 * before
+    card = trainer.finish()
+
+    assert card == ModelCard.model_validate(json.loads((tmp_path / "fsrcnn_x2.json").read_text()))
+    assert card.weights_sha256 == sha256_file(tmp_path / "fsrcnn_x2.safetensors")
+    assert card.arch_args == TINY and card.scales == [2] and card.channels == "y"
+    assert card.training is not None and card.training.iterations == 40
+    assert card.params == sum(p.numel() for p in trainer.module.parameters())
+    set5 = card.result("Set5", 2)
+    assert set5 is not None and set5.paper_psnr_y == 37.00 and set5.lr_consistency_psnr
+
+    catalog = Catalog.load([tmp_path])
+    desc = load_descriptor(catalog.get("fsrcnn_x2"), 2, catalog=catalog)
+    out = desc(torch.rand(1, 3, 10, 12))
+    assert out.shape == (1, 3, 20, 24)
+
+
+def test_resume_continues_from_the_checkpoint(tiny_data: Path, tmp_path: Path) -> None:
+    first = Trainer(_config(tiny_data, tmp_path, iters=20, eval_every=10))
+    first.fit()
+    second = Trainer(_config(tiny_data, tmp_path, iters=30, eval_every=10, resume=True))
+    second.load_checkpoint()
+    assert second.step == 20
+    for a, b in zip(first.module.parameters(), second.module.parameters(), strict=True):
+        assert torch.equal(a.detach(), b.detach())
+    second.fit()
+    assert second.step == 30
+
+
+def test_time_budget_stops_and_still_writes_outputs(tiny_data: Path, tmp_path: Path) -> None:
+    trainer = Trainer(_config(tiny_data, tmp_path, iters=10**6, time_budget=1.0))
+    trainer.fit()
+    trainer.finish()
+    assert 0 < trainer.step < 10**6
+    assert (tmp_path / "fsrcnn_x2.safetensors").is_file() and (tmp_path / "fsrcnn_x2.json").is_file()
+
+
+def test_cli_arguments_become_the_config(tiny_data: Path) -> None:
+    from srserve.commands import train as train_cmd
+
+    parser = argparse.ArgumentParser()
+    train_cmd.register(parser.add_subparsers())
+    args = parser.parse_args(["train", "vdsr", "--scale", "3", "--arch-arg", "depth=4", "--time-budget", "5",
+                              "--data", str(tiny_data)])
+    assert args.handler is train_cmd._handle
+    assert args.arch_arg == [("depth", 4)] and args.time_budget == 5.0

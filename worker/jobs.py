@@ -1,0 +1,280 @@
+"""RQ entry points. `run_upscale(payload)` runs one single-image job through the pipeline stages and
+returns a JSON dict (`srserve.jobspec.JobOutcome`); RQ stores it as the job's result."""
+
+from __future__ import annotations
+
+import functools
+import logging
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import redis
+from pydantic import ValidationError
+from rq import get_current_job
+from rq.job import Job
+
+from model_store.card import Catalog
+from srserve import imaging, jobspec
+from srserve.blobstore import BlobNotFoundError, BlobStore, make_blob_store
+from srserve.logging_setup import current_job_id
+from srserve.schemas import JobMetrics, Timings
+from worker import pipeline
+from worker.metrics import WorkerMetrics, get_worker_metrics
+from worker.settings import WorkerSettings, get_settings
+
+log = logging.getLogger(__name__)
+
+# Job ids whose stop was requested through RQ's stop-job command (set by the worker's pubsub thread).
+_stop_requested: set[str] = set()
+_stop_lock = threading.Lock()
+
+
+def request_stop(job_id: str) -> None:
+    with _stop_lock:
+        _stop_requested.add(job_id)
+
+
+def clear_stop(job_id: str) -> None:
+    with _stop_lock:
+        _stop_requested.discard(job_id)
+
+
+def stop_requested(job_id: str) -> bool:
+    with _stop_lock:
+        return job_id in _stop_requested
+
+
+@dataclass
+class WorkerContext:
+    """What a worker process loads once: settings, blob store, catalog, device, models, metrics."""
+
+    settings: WorkerSettings
+    store: BlobStore
+    catalog: Catalog
+    device: str
+    descriptors: pipeline.DescriptorCache
+    metrics: WorkerMetrics
+
+
+@functools.cache
+def get_context() -> WorkerContext:
+    settings = get_settings()
+    catalog = Catalog.load(settings.models_dir)
+    device = pipeline.resolve_device(settings.device)
+    return WorkerContext(
+        settings=settings,
+        store=make_blob_store(settings),
+        catalog=catalog,
+        device=device,
+        descriptors=pipeline.DescriptorCache(catalog, device),
+        metrics=get_worker_metrics(),
+    )
+
+
+class JobState:
+    """Progress reporting and cooperative cancellation for the RQ job running this payload."""
+
+    def __init__(self, job: Job | None, job_id: str) -> None:
+        self.job = job
+        self.job_id = job_id
+
+    def progress(self, value: float, stage: str) -> None:
+        if self.job is None:
+            return
+        self.job.meta["progress"] = round(min(max(value, 0.0), 1.0), 3)
+        self.job.meta["stage"] = stage
+        try:
+            self.job.save_meta()
+        except redis.RedisError:  # progress is advisory; the job goes on
+            log.warning("could not save progress", exc_info=True)
+
+    def canceled(self) -> bool:
+        if stop_requested(self.job_id):
+            return True
+        if self.job is None:
+            return False
+        try:
+            return bool(self.job.connection.exists(jobspec.cancel_key(self.job_id)))
+        except redis.RedisError:
+            return False
+
+    def check(self) -> None:
+        if self.canceled():
+            raise pipeline.JobCanceledError("the job was canceled")
+
+
+def run_upscale(payload: dict[str, Any]) -> dict[str, Any]:
+    """Decode → infer → encode → measure → store; returns the JobOutcome as JSON."""
+    received = time.time()
+    try:
+        spec = jobspec.UpscalePayload.model_validate(payload)
+    except ValidationError as exc:
+        raise pipeline.InvalidPayloadError(f"malformed job payload: {exc.error_count()} errors") from exc
+    token = current_job_id.set(spec.job_id)
+    try:
+        outcome = execute_upscale(spec, get_context(), JobState(get_current_job(), spec.job_id), received)
+        return outcome.model_dump(mode="json")
+    finally:
+        clear_stop(spec.job_id)
+        current_job_id.reset(token)
+
+
+@contextmanager
+def _timed(timings: dict[str, float], name: str, ctx: WorkerContext) -> Iterator[None]:
+    t = time.perf_counter()
+    try:
+        yield
+    finally:
+        timings[name] = round(time.perf_counter() - t, 4)
+        ctx.metrics.stage.labels(name).observe(timings[name])
+
+
+def execute_upscale(
+    spec: jobspec.UpscalePayload,
+    ctx: WorkerContext,
+    state: JobState | None = None,
+    received: float | None = None,
+) -> jobspec.JobOutcome:
+    """The job body, given its context explicitly (tests and the batching engine build their own)."""
+    state = state or JobState(None, spec.job_id)
+    received = time.time() if received is None else received
+    settings = ctx.settings
+    timings: dict[str, float] = {}
+    notes: list[str] = []
+    state.check()
+    state.progress(0.02, "decode")
+
+    with _timed(timings, "decode", ctx):
+        data = _get_blob(ctx.store, spec.input_keys[0], "input image")
+        image = pipeline.decode(data, settings.max_input_pixels)
+        reference = None
+        if spec.reference_key:
+            ref_bytes = _get_blob(ctx.store, spec.reference_key, "reference image")
+            reference = imaging.to_uint8(
+                pipeline.decode(ref_bytes, settings.max_output_pixels, "reference").rgb
+            )
+    notes.extend(image.notes)
+    state.check()
+    state.progress(0.1, "infer")
+
+    try:
+        card = ctx.catalog.get(spec.model)
+    except KeyError as exc:
+        raise pipeline.ModelUnavailableError(f"model {spec.model!r} is not installed on this worker") from exc
+    with _timed(timings, "inference", ctx):
+        descriptor = _load(ctx, card, spec.scale)
+        out_rgb = pipeline.infer(descriptor, image.rgb)
+        out_alpha = None
+        if image.alpha is not None:
+            out_alpha = pipeline.upscale_alpha(image.alpha, spec.scale)
+            notes.append("alpha channel upscaled with bicubic")
+    ctx.metrics.inference.labels(spec.model).observe(timings["inference"])
+    state.check()
+    state.progress(0.8, "encode")
+
+    with _timed(timings, "encode", ctx):
+        encoded, encode_notes = pipeline.encode(image, out_rgb, out_alpha, spec.format)
+    notes.extend(encode_notes)
+    state.check()
+    state.progress(0.9, "metrics")
+
+    with _timed(timings, "metrics", ctx):
+        measured = pipeline.measure(
+            imaging.to_uint8(out_rgb),
+            imaging.to_uint8(image.rgb),
+            spec.scale,
+            reference,
+            max_output_pixels=settings.metrics_max_output_pixels,
+        )
+    notes.extend(measured.notes)
+    state.check()
+    state.progress(0.95, "store")
+
+    key = jobspec.result_key(spec.job_id, spec.format)
+    try:
+        ctx.store.put(key, encoded, imaging.content_type(spec.format))
+    except OSError as exc:
+        raise pipeline.StorageFailedError(f"could not store the result: {exc}") from exc
+    # inputs are not needed once the result exists; whatever is left goes with the job's expiry
+    for input_key in [*spec.input_keys, *([spec.reference_key] if spec.reference_key else [])]:
+        _delete_quietly(ctx.store, input_key)
+
+    out_h, out_w = out_rgb.shape[:2]
+    finished = time.time()
+    metrics = JobMetrics(
+        psnr_y=measured.psnr_y,
+        ssim_y=measured.ssim_y,
+        bicubic_psnr_y=measured.bicubic_psnr_y,
+        bicubic_ssim_y=measured.bicubic_ssim_y,
+        lr_consistency_psnr=measured.lr_consistency_psnr,
+        timings=Timings(
+            queue_wait_s=round(max(0.0, received - spec.submitted_at), 4),
+            decode_s=timings["decode"],
+            inference_s=timings["inference"],
+            encode_s=timings["encode"],
+            metrics_s=timings["metrics"],
+            total_s=round(max(0.0, finished - spec.submitted_at), 4),
+        ),
+        device=ctx.device,
+        model=spec.model,
+        weights_sha256=card.weights_sha256,
+        batch_size=1,
+        tiles=1,
+        notes=notes,
+    )
+    ctx.metrics.processed.labels(spec.model).inc()
+    state.progress(1.0, "done")
+    log.info(
+        "job done: %s x%d %dx%d -> %dx%d in %.3fs",
+        spec.model,
+        spec.scale,
+        image.width,
+        image.height,
+        out_w,
+        out_h,
+        finished - received,
+    )
+    return jobspec.JobOutcome(
+        result=jobspec.StoredResult(
+            key=key,
+            width=out_w,
+            height=out_h,
+            format=spec.format,
+            bytes=len(encoded),
+            content_type=imaging.content_type(spec.format),
+        ),
+        metrics=metrics,
+    )
+
+
+def _load(ctx: WorkerContext, card: Any, scale: int) -> Any:
+    try:
+        return ctx.descriptors.get(card, scale)
+    except Exception as exc:  # missing weights, hash mismatch, unknown architecture
+        raise pipeline.ModelUnavailableError(
+            f"model {card.name!r} x{scale} could not be loaded: {exc}"
+        ) from exc
+
+
+def _get_blob(store: BlobStore, key: str, what: str) -> bytes:
+    try:
+        return store.get(key)
+    except BlobNotFoundError as exc:
+        raise pipeline.InputMissingError(f"the {what} is no longer stored (expired or deleted)") from exc
+    except OSError as exc:
+        raise pipeline.StorageFailedError(f"could not read the {what}: {exc}") from exc
+
+
+def _delete_quietly(store: BlobStore, key: str) -> None:
+    try:
+        store.delete_prefix(key)
+    except OSError:
+        log.warning("could not delete %s", key, exc_info=True)
+
+
+def count_failure(model: str, code: str) -> None:
+    get_worker_metrics().failed.labels(model, code).inc()

@@ -1,0 +1,44 @@
+"""Settings of a worker process (read once: `get_settings()`)."""
+
+from __future__ import annotations
+
+import functools
+from typing import Annotated
+
+from pydantic import Field, field_validator
+from pydantic_settings import NoDecode
+
+from srserve.config import CommonSettings
+
+
+class WorkerSettings(CommonSettings):
+    device: str = Field(
+        default="auto",
+        pattern=r"^(auto|cpu|cuda|cuda:\d+|mps)$",
+        description="auto = cuda when available, else cpu",
+    )
+    worker_name: str | None = Field(default=None, description="RQ worker name; default host-pid-random")
+    metrics_port: int | None = Field(default=None, ge=1, le=65535, description="Prometheus endpoint port")
+    metrics_host: str = "0.0.0.0"
+    # models to load at start, `name:scale` comma-separated (e.g. `bicubic:4,fsrcnn_x4:4`)
+    preload_models: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    # RQ worker key TTL: /readyz stops counting a killed worker after at most ~worker_ttl_s + 60 s
+    worker_ttl_s: int = Field(default=30, ge=15)
+    maintenance_interval_s: int = Field(default=600, ge=10, description="registry + blob cleanup period")
+    # reference/LR-consistency metrics hold several float64 copies of the output: above this the
+    # job still succeeds, the metrics are skipped and a note says so
+    metrics_max_output_pixels: int = Field(default=8_388_608, ge=1)
+    # how old an orphaned job folder must be before the sweep deletes it (uploads in flight)
+    orphan_min_age_s: int = Field(default=3600, ge=0)
+
+    @field_validator("preload_models", mode="before")
+    @classmethod
+    def _split_csv(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [v.strip() for v in value.split(",") if v.strip()]
+        return value
+
+
+@functools.cache
+def get_settings() -> WorkerSettings:
+    return WorkerSettings()
