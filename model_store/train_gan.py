@@ -74,7 +74,8 @@ class GanConfig(BaseModel):
     disc_num_feat: int = 64  # discriminator width (the paper's 64; smaller only for smoke tests)
     lr_g: float = 1e-4
     lr_d: float = 1e-4
-    decay_at: float = 0.5  # fraction of `iterations` after which both learning rates drop x0.1
+    decay_at: float = 0.5  # progress after which both learning rates drop x0.1
+    d_warmup: int = 200  # first iterations train only the discriminator, so G's first steps get real signal
     pixel_weight: float = 0.05
     lr_consistency_weight: float = 0.5
     feature_weight: float = 1.0
@@ -190,16 +191,21 @@ class SRGANTrainer:
         log.info("resumed %s at iteration %d", self.ckpt_path, self.iteration)
 
     # -- training ---------------------------------------------------------------------------------
-    def _learning_rate_factor(self) -> float:
-        return 0.1 if self.iteration >= self.cfg.decay_at * self.cfg.iterations else 1.0
+    def _learning_rate_factor(self, elapsed_s: float) -> float:
+        # progress as the main trainer: iterations, or the time budget when that ends first
+        progress = self.iteration / self.cfg.iterations
+        if self.cfg.time_budget_s:
+            progress = max(progress, elapsed_s / self.cfg.time_budget_s)
+        return 0.1 if progress >= self.cfg.decay_at else 1.0
 
-    def _step(self) -> dict[str, torch.Tensor]:
+    def _step(self, train_generator: bool = True) -> dict[str, torch.Tensor]:
         cfg, g, d = self.cfg, self.generator, self.discriminator
         hr = self.sampler.sample(cfg.batch_size, cfg.patch_size).float().div_(255.0)
         lr = make_lr(hr, cfg.scale)
         use_amp = cfg.precision == "bf16" and self.device.type == "cuda"
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=use_amp):
-            fake = g(lr)
+            with torch.set_grad_enabled(train_generator):  # no generator graph while D warms up
+                fake = g(lr)
 
             # discriminator
             d.requires_grad_(True)
@@ -228,9 +234,10 @@ class SRGANTrainer:
             + cfg.pixel_weight * pixel
             + cfg.lr_consistency_weight * lr_cons
         )
-        self.opt_g.zero_grad(set_to_none=True)
-        g_loss.backward()
-        self.opt_g.step()
+        if train_generator:
+            self.opt_g.zero_grad(set_to_none=True)
+            g_loss.backward()
+            self.opt_g.step()
         # tensors, not floats: reading them syncs the GPU, so only the logging step does
         return {
             k: v.detach()
@@ -248,11 +255,11 @@ class SRGANTrainer:
         start_wall = self.wall_time_s
         start_iter = self.iteration
         while self.iteration < cfg.iterations:
-            factor = self._learning_rate_factor()
+            factor = self._learning_rate_factor(time.perf_counter() - start)
             for opt, base in ((self.opt_g, cfg.lr_g), (self.opt_d, cfg.lr_d)):
                 for group in opt.param_groups:
                     group["lr"] = base * factor
-            losses = self._step()
+            losses = self._step(train_generator=self.iteration >= cfg.d_warmup)
             self.iteration += 1
             elapsed = time.perf_counter() - start
             self.wall_time_s = start_wall + elapsed
@@ -341,7 +348,11 @@ class SRGANTrainer:
             ),
             optimizer="Adam(0.9, 0.999) for generator and discriminator",
             learning_rate=cfg.lr_g,
-            schedule=f"constant, x0.1 after {cfg.decay_at:.0%} of {cfg.iterations} iterations",
+            schedule=(
+                f"discriminator alone for {cfg.d_warmup} iterations, then constant, x0.1 after {cfg.decay_at:.0%} "
+                f"of {cfg.iterations} iterations"
+                + (f" or of {cfg.time_budget_s:.0f} s, whichever comes first" if cfg.time_budget_s else "")
+            ),
             augmentation="random crops, flips and transposes (dihedral group)",
             seed=cfg.seed,
             precision="bf16 autocast" if cfg.precision == "bf16" and self.device.type == "cuda" else "fp32",

@@ -12,10 +12,13 @@ import threading
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
 
 import redis
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
+from fastapi.responses import FileResponse
+from fastapi.staticfiles import StaticFiles
 from rq import Queue
 from rq.serializers import JSONSerializer
 
@@ -62,6 +65,14 @@ def build_services(settings: ServiceSettings) -> Services:
     )
 
 
+STATIC_DIR = Path(__file__).resolve().parent / "static"
+
+
+async def _index() -> FileResponse:
+    """The web page: upload, watch progress, compare with bicubic, read the metrics."""
+    return FileResponse(STATIC_DIR / "index.html")
+
+
 def create_app(settings: ServiceSettings | None = None) -> FastAPI:
     settings = settings or get_settings()
     services = build_services(settings)
@@ -88,6 +99,9 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
     install_error_handlers(app)
     for router in (upscale.router, jobs.router, models.router, health.router):
         app.include_router(router)
+    # the try-it page: plain files, no build step, no CDN; public even when API keys are on
+    app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
+    app.add_api_route("/", _index, include_in_schema=False)
     # added innermost first: metrics see every answer, including the body limit's 413
     if settings.cors_origins:
         app.add_middleware(

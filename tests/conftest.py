@@ -111,6 +111,8 @@ LIVE_LIMITS = {
     "SRSERVE_MAX_UPLOAD_BYTES": str(8 * 1024 * 1024),
     "SRSERVE_MAX_INPUT_PIXELS": "1000000",
     "SRSERVE_MAX_OUTPUT_PIXELS": "16000000",
+    # two jobs in flight: enough to exercise cross-job batching, few enough to fill in queue tests
+    "SRSERVE_JOBS_IN_FLIGHT": "2",
 }
 
 

@@ -113,12 +113,17 @@ class BatchingWorker(SimpleWorker):
                 self._stopped_job_id = job.id
             super().handle_job_failure(job, queue, started_job_registry, exc_string, execution)
 
+    def mark_stopping(self, job_id: str) -> None:
+        """A held job was asked to stop; subclasses also tell the job code (it checks cooperatively)."""
+        self.stopping_job_ids.add(job_id)
+
     def request_stop_execution(self, execution_id: str) -> None:
         with self._held_lock:
             job_ids = [jid for jid, (_, _, ex) in self._held.items() if ex.id == execution_id]
         if not job_ids:
             log.warning("not running execution %s, stop command ignored", execution_id)
-        self.stopping_job_ids.update(job_ids)
+        for job_id in job_ids:
+            self.mark_stopping(job_id)
 
     def handle_payload(self, message: dict[str, Any]) -> None:
         payload = parse_payload(message)
@@ -127,7 +132,7 @@ class BatchingWorker(SimpleWorker):
             with self._held_lock:
                 held = job_id in self._held
             if held:
-                self.stopping_job_ids.add(job_id)
+                self.mark_stopping(job_id)
             else:
                 log.warning("not working on job %s, stop command ignored", job_id)
             return
@@ -159,7 +164,7 @@ class BatchingWorker(SimpleWorker):
         with self._held_lock:
             held = list(self._held.values())
         for job, queue, execution in held:
-            self.stopping_job_ids.add(job.id)
+            self.mark_stopping(job.id)
             try:
                 with self.connection.pipeline() as pipe:
                     self.cleanup_execution(job, pipeline=pipe, execution=execution)

@@ -23,7 +23,16 @@ from srserve.blobstore import BlobNotFoundError, BlobStore, make_blob_store
 from srserve.logging_setup import current_job_id
 from srserve.schemas import JobMetrics, Timings
 from worker import pipeline
-from worker.metrics import WorkerMetrics, get_worker_metrics
+from worker.engine import (
+    BatchPolicy,
+    EngineConfig,
+    EngineMetrics,
+    EngineStats,
+     InferenceEngine,
+    JobCanceled,
+    OutOfMemory,
+)
+from worker.metrics import WorkerMetrics, get_engine_metrics, get_worker_metrics
 from worker.settings import WorkerSettings, get_settings
 
 log = logging.getLogger(__name__)
@@ -58,6 +67,28 @@ class WorkerContext:
     device: str
     descriptors: pipeline.DescriptorCache
     metrics: WorkerMetrics
+    engine: InferenceEngine
+
+
+def build_engine(settings: WorkerSettings, device: str, metrics: EngineMetrics | None) -> InferenceEngine:
+    """The device thread every job of this process sends its tiles to."""
+    default = BatchPolicy(settings.max_batch_size, settings.max_queue_delay_ms / 1000.0)
+    policies = {
+        name: BatchPolicy(int(p.get("max_batch_size", default.max_batch_size)),
+                          float(p.get("max_queue_delay_s", default.max_queue_delay_s)))
+        for name, p in settings.batch_policies.items()
+    }
+    tile = settings.tile_size or (384 if device.startswith("cuda") else 128)
+    config = EngineConfig(
+        device=device,
+        tile_size=tile,
+        min_tile=settings.min_tile,
+        default_policy=default,
+        policies=policies,
+        half_precision=settings.half_precision,
+        memory_budget_bytes=settings.memory_budget_bytes,
+    )
+    return InferenceEngine(config, metrics).start()
 
 
 @functools.cache
@@ -72,6 +103,7 @@ def get_context() -> WorkerContext:
         device=device,
         descriptors=pipeline.DescriptorCache(catalog, device),
         metrics=get_worker_metrics(),
+        engine=build_engine(settings, device, get_engine_metrics()),
     )
 
 
@@ -167,7 +199,7 @@ def execute_upscale(
         raise pipeline.ModelUnavailableError(f"model {spec.model!r} is not installed on this worker") from exc
     with _timed(timings, "inference", ctx):
         descriptor = _load(ctx, card, spec.scale)
-        out_rgb = pipeline.infer(descriptor, image.rgb)
+        out_rgb, engine_stats = _infer(ctx, descriptor, image.rgb, state)
         out_alpha = None
         if image.alpha is not None:
             out_alpha = pipeline.upscale_alpha(image.alpha, spec.scale)
@@ -222,8 +254,8 @@ def execute_upscale(
         device=ctx.device,
         model=spec.model,
         weights_sha256=card.weights_sha256,
-        batch_size=1,
-        tiles=1,
+        batch_size=engine_stats.max_batch,
+        tiles=engine_stats.tiles,
         notes=notes,
     )
     ctx.metrics.processed.labels(spec.model).inc()
@@ -249,6 +281,25 @@ def execute_upscale(
         ),
         metrics=metrics,
     )
+
+
+def _infer(
+    ctx: WorkerContext, descriptor: Any, rgb: Any, state: JobState
+) -> tuple[Any, EngineStats]:
+    """Tiles through the shared batching engine; progress 0.1 -> 0.8 follows tiles done."""
+    try:
+        return ctx.engine.upscale(
+            descriptor,
+            rgb,
+            cancel=state.canceled,
+            progress=lambda done: state.progress(0.1 + 0.7 * done, "infer"),
+        )
+    except JobCanceled as exc:
+        raise pipeline.JobCanceledError("the job was canceled") from exc
+    except OutOfMemory as exc:
+        raise pipeline.OutOfMemoryError(str(exc)) from exc
+    except Exception as exc:  # a broken batch: transient by default (RQ retries)
+        raise pipeline.InferenceFailedError(f"{descriptor.name} failed: {exc}") from exc
 
 
 def _load(ctx: WorkerContext, card: Any, scale: int) -> Any:

@@ -1,6 +1,7 @@
-"""The worker process: an RQ `SimpleWorker` (no fork per job, so CUDA and loaded models stay in this
-one process) with stable error codes, cooperative stop, no retries of permanent failures, and a blob
-sweep in its periodic maintenance. `srserve worker` runs `run_worker()`."""
+"""The worker process: a multi-job RQ worker (`worker.batching_worker.BatchingWorker`, built on
+`SimpleWorker`: no fork per job, so CUDA and loaded models stay in this one process) holding several
+jobs whose tiles share device batches, with stable error codes, cooperative stop, no retries of
+permanent failures, and a blob sweep in its periodic maintenance. `srserve worker` runs `run_worker()`."""
 
 from __future__ import annotations
 
@@ -15,10 +16,10 @@ import redis
 from rq import Queue
 from rq.job import Job
 from rq.serializers import JSONSerializer
-from rq.worker import SimpleWorker
 
 from srserve.blobstore import make_blob_store, sweep_orphaned_jobs
 from worker import jobs, pipeline
+from worker.batching_worker import BatchingWorker
 from worker.settings import WorkerSettings, get_settings
 
 log = logging.getLogger(__name__)
@@ -47,8 +48,8 @@ def is_permanent(exc: BaseException | None) -> bool:
     return isinstance(exc, JobTimeoutException)
 
 
-class SRWorker(SimpleWorker):
-    """Runs jobs in its own process and thread, one at a time."""
+class SRWorker(BatchingWorker):
+    """Holds up to `jobs_in_flight` jobs, each in its own thread, all in this one process."""
 
     def __init__(self, *args: Any, settings: WorkerSettings | None = None, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -58,8 +59,9 @@ class SRWorker(SimpleWorker):
         exc = exc_info[1] if len(exc_info) > 1 else None
         info = error_info(exc)
         if isinstance(exc, pipeline.JobCanceledError):
-            # RQ marks a job it was asked to stop as STOPPED (not FAILED) and never retries it
-            self._stopped_job_id = job.id
+            # RQ marks a job it was asked to stop as STOPPED (not FAILED) and never retries it;
+            # BatchingWorker.handle_job_failure turns this set into RQ's `_stopped_job_id` under a lock
+            self.stopping_job_ids.add(job.id)
             log.info("job %s canceled", job.id)
         elif is_permanent(exc):
             job.retries_left = 0  # a corrupt input fails the same way every time: no retry
@@ -75,12 +77,11 @@ class SRWorker(SimpleWorker):
             return  # expected failure: no traceback spam; RQ still records the exception string
         super().handle_exception(job, *exc_info)
 
-    def kill_horse(self, sig: Any = None) -> None:
-        # A SimpleWorker has no horse: RQ's stop-job command lands here (after setting
-        # _stopped_job_id), and the job stops at its next stage boundary.
-        if self._stopped_job_id:
-            log.info("stop requested for job %s", self._stopped_job_id)
-            jobs.request_stop(self._stopped_job_id)
+    def mark_stopping(self, job_id: str) -> None:
+        # RQ's stop-job / stop-execution commands: the job stops at its next tile or stage boundary
+        super().mark_stopping(job_id)
+        log.info("stop requested for job %s", job_id)
+        jobs.request_stop(job_id)
 
     def run_maintenance_tasks(self) -> None:
         super().run_maintenance_tasks()
@@ -123,6 +124,8 @@ def build_worker(settings: WorkerSettings, connection: redis.Redis) -> SRWorker:
         worker_ttl=settings.worker_ttl_s,
         maintenance_interval=settings.maintenance_interval_s,
         default_result_ttl=settings.result_ttl_s,
+        max_jobs_in_flight=settings.jobs_in_flight,
+        execution_ttl_s=settings.execution_ttl_s,
     )
 
 
@@ -155,5 +158,8 @@ def run_worker(settings: WorkerSettings | None = None, *, burst: bool = False) -
 
         serve_metrics(settings.metrics_port, settings.metrics_host)
     worker = build_worker(settings, connection)
-    worker.work(burst=burst, logging_level=logging.getLevelName(logging.getLogger().level))
+    try:
+        worker.work(burst=burst, logging_level=logging.getLevelName(logging.getLogger().level))
+    finally:
+        ctx.engine.stop()
     return 0

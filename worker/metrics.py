@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import functools
 import logging
+from typing import TYPE_CHECKING
 
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Histogram, start_http_server
+
+if TYPE_CHECKING:
+    from worker.engine import EngineMetrics
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +48,13 @@ class WorkerMetrics:
 def get_worker_metrics() -> WorkerMetrics:
     """The process-wide series on the default registry (registering twice would be an error)."""
     return WorkerMetrics()
+
+
+@functools.cache
+def get_engine_metrics() -> EngineMetrics:
+    from worker.engine import EngineMetrics
+
+    return EngineMetrics()
 
 
 def serve_metrics(port: int, host: str = "0.0.0.0") -> None:

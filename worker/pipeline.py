@@ -64,6 +64,11 @@ class InferenceFailedError(JobError):
     permanent = False  # device hiccups and out-of-memory under load can pass
 
 
+class OutOfMemoryError(JobError):
+    code = "out_of_memory"  # even the smallest tile did not fit: retrying elsewhere may help
+    permanent = False
+
+
 class EncodeFailedError(JobError):
     code = "encode_failed"
 

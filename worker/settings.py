@@ -24,12 +24,35 @@ class WorkerSettings(CommonSettings):
     preload_models: Annotated[list[str], NoDecode] = Field(default_factory=list)
     # RQ worker key TTL: /readyz stops counting a killed worker after at most ~worker_ttl_s + 60 s
     worker_ttl_s: int = Field(default=30, ge=15)
-    maintenance_interval_s: int = Field(default=600, ge=10, description="registry + blob cleanup period")
+    maintenance_interval_s: int = Field(
+        default=60, ge=5, description="registry + blob cleanup period; bounds recovery of a killed worker's jobs"
+    )
     # reference/LR-consistency metrics hold several float64 copies of the output: above this the
     # job still succeeds, the metrics are skipped and a note says so
     metrics_max_output_pixels: int = Field(default=8_388_608, ge=1)
     # how old an orphaned job folder must be before the sweep deletes it (uploads in flight)
     orphan_min_age_s: int = Field(default=3600, ge=0)
+    # ---- the batching engine (worker/engine.py) ----
+    jobs_in_flight: int = Field(
+        default=8, ge=1, le=256, description="jobs one worker holds at once; 1 turns cross-job batching off"
+    )
+    tile_size: int = Field(default=0, ge=0, description="LR tile side; 0 = auto (128 on CPU, 384 on CUDA)")
+    min_tile: int = Field(default=32, ge=8, description="smallest tile the out-of-memory back-off tries")
+    max_batch_size: int = Field(default=16, ge=1, le=1024, description="tiles per device batch (all models)")
+    max_queue_delay_ms: float = Field(
+        default=5.0, ge=0.0, description="longest a tile waits for its batch to fill (Triton's max_queue_delay)"
+    )
+    # per-model overrides as JSON: {"edsr_baseline_x4": {"max_batch_size": 8, "max_queue_delay_s": 0.01}}
+    batch_policies: dict[str, dict[str, float]] = Field(default_factory=dict)
+    half_precision: str = Field(
+        default="auto", pattern=r"^(auto|off)$", description="auto: bf16 on CUDA where the model card says safe"
+    )
+    memory_budget_bytes: int = Field(
+        default=0, ge=0, description="simulated device memory for the OOM back-off (tests, CPU); 0 = none"
+    )
+    execution_ttl_s: int = Field(
+        default=30, ge=5, description="heartbeat TTL of each held job: a killed worker's jobs are re-run after it"
+    )
 
     @field_validator("preload_models", mode="before")
     @classmethod

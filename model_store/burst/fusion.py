@@ -196,33 +196,28 @@ def shift_downsample_matrices(length: int, scale: int, shifts_lr: torch.Tensor) 
 
 
 def back_project(x0: torch.Tensor, frames: torch.Tensor, shifts: torch.Tensor, scale: int, *,
-                 weights: torch.Tensor | None = None, iters: int = 10, step: float = 0.02,
-                 tv: float = 0.002) -> torch.Tensor:
-    """Iterative back-projection (Irani & Peleg 1991, robust form of Farsiu et al. 2004): refine an HR
-    estimate x0 (B, C, H, W) so that warping + antialiased downsampling it reproduces every frame
-    (Charbonnier data term, weighted per frame, plus a small total-variation prior), with the
-    synthesiser's forward operator as separable matrices; Adam steps on the pixels. Runs with
-    autograd enabled even when called under inference_mode."""
+                 weights: torch.Tensor | None = None, iters: int = 20, step: float = 0.5) -> torch.Tensor:
+    """Iterative back-projection (Irani & Peleg 1991): refine an HR estimate x0 (B, C, H, W) by
+    gradient descent on the weighted mean over frames of 1/2 ||A_k x - y_k||^2, A_k = the
+    synthesiser's warp + antialiased downsampling as separable matrices. The gradient is explicit
+    (A_y^T r A_x), so no autograd is needed; the small, fixed number of steps is the regulariser
+    (measured on training images: more steps or a TV prior did not help). `step` is in units of
+    scale^2, the inverse of A^T A's largest eigenvalue (an LR pixel averages ~scale^2 HR pixels)."""
     if iters <= 0:
         return x0
-    b, k, c, h, w = frames.shape
+    b, k, _, h, w = frames.shape
     hh, ww = x0.shape[-2:]
-    with torch.inference_mode(False), torch.enable_grad():
-        x = x0.detach().clone().float().requires_grad_(True)
-        y = frames.detach().clone().float()
-        d = shifts.detach().clone().float().reshape(b * k, 2)
-        a_y = shift_downsample_matrices(hh, scale, d[:, 0]).reshape(b, k, h, hh)
-        a_x = shift_downsample_matrices(ww, scale, d[:, 1]).reshape(b, k, w, ww)
-        fw = (frames.new_ones(b, k) if weights is None else weights.detach().clone().float())
-        fw = fw / fw.sum(dim=1, keepdim=True).clamp(min=1e-8)
-        opt = torch.optim.Adam([x], lr=step)
-        for _ in range(iters):
-            rows = torch.einsum("bkiy,bcyx->bkcix", a_y, x)
-            pred = torch.einsum("bkcix,bkjx->bkcij", rows, a_x)
-            data = (torch.sqrt((pred - y) ** 2 + 1e-6).mean(dim=(2, 3, 4)) * fw).sum(dim=1).mean()
-            prior = (x[..., 1:, :] - x[..., :-1, :]).abs().mean() + (x[..., :, 1:] - x[..., :, :-1]).abs().mean()
-            loss = data + tv * prior
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-        return x.detach()
+    d = shifts.float().reshape(b * k, 2)
+    a_y = shift_downsample_matrices(hh, scale, d[:, 0]).reshape(b, k, h, hh)
+    a_x = shift_downsample_matrices(ww, scale, d[:, 1]).reshape(b, k, w, ww)
+    fw = frames.new_ones(b, k) if weights is None else weights.float()
+    fw = fw / fw.sum(dim=1, keepdim=True).clamp(min=1e-8)
+    x = x0.float().clone()
+    y = frames.float()
+    mu = step * scale * scale
+    for _ in range(iters):
+        pred = torch.einsum("bkcix,bkjx->bkcij", torch.einsum("bkiy,bcyx->bkcix", a_y, x), a_x)
+        resid = (pred - y) * fw[:, :, None, None, None]
+        grad = torch.einsum("bkcyj,bkjx->bcyx", torch.einsum("bkiy,bkcij->bkcyj", a_y, resid), a_x)
+        x = x - mu * grad
+    return x

@@ -64,6 +64,7 @@ def test_train_srgan_writes_loadable_model_and_resumes(tiny_setup: tuple[Path, P
         batch_size=2,
         patch_size=32,
         disc_num_feat=8,
+        d_warmup=1,  # iteration 1 trains only D, the resumed iteration 2 also G
         device="cpu",
         precision="fp32",
         train_dirs=[data],

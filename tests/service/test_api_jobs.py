@@ -139,9 +139,12 @@ def test_default_model_and_other_formats(live: LiveService) -> None:
 
 
 def test_transitions_queue_position_and_progress(live: LiveService) -> None:
+    # the live worker holds SRSERVE_JOBS_IN_FLIGHT = 2 jobs: two slow ones keep `second` queued
     first = enqueue_direct(live, images.png(16, 16), SLOW_UPSCALE, 1.5)
+    filler = enqueue_direct(live, images.png(16, 16, seed=2), SLOW_UPSCALE, 1.5)
     second = enqueue_direct(live, images.png(16, 16, seed=1), SLOW_UPSCALE, 0.2)
     running = live.wait_for(first, {"running"})
+    live.wait_for(filler, {"running"})
     assert 0.0 < running["progress"] < 1.0 and running["started_at"] is not None
     with live.client() as c:
         waiting = c.get(f"/v1/jobs/{second}").json()

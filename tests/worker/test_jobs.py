@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -16,24 +17,27 @@ from srserve import imaging, jobspec
 from srserve.blobstore import FilesystemBlobStore
 from tests.service import images
 from worker import pipeline
-from worker.jobs import WorkerContext, execute_upscale, get_worker_metrics
+from worker.jobs import WorkerContext, build_engine, execute_upscale, get_worker_metrics
 from worker.settings import WorkerSettings
 
 JOB_ID = "job-abcdefghijklmnop"
 
 
 @pytest.fixture
-def ctx(tmp_path: Path) -> WorkerContext:
+def ctx(tmp_path: Path) -> Iterator[WorkerContext]:
     settings = WorkerSettings(blob_dir=tmp_path / "blobs", device="cpu")
     catalog = Catalog.load()
-    return WorkerContext(
+    engine = build_engine(settings, "cpu", None)
+    yield WorkerContext(
         settings=settings,
         store=FilesystemBlobStore(settings.blob_dir),
         catalog=catalog,
         device="cpu",
         descriptors=pipeline.DescriptorCache(catalog, "cpu"),
         metrics=get_worker_metrics(),
+        engine=engine,
     )
+    engine.stop()
 
 
 def _payload(
