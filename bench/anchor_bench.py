@@ -36,8 +36,10 @@ CASES = [("Set5", 4), ("Set14", 4), ("BSD100", 4), ("Set14", 2)]
 
 def _pairs(data: Path, dataset: str, scale: int) -> list[tuple[np.ndarray, np.ndarray]]:
     folder = data / "eval" / dataset / f"x{scale}"
-    return [(load_rgb_uint8(str(lr)), load_rgb_uint8(str(lr).replace("_LR", "_HR")))
-            for lr in sorted(folder.glob("*_LR.png"))]
+    return [
+        (load_rgb_uint8(str(lr)), load_rgb_uint8(str(lr).replace("_LR", "_HR")))
+        for lr in sorted(folder.glob("*_LR.png"))
+    ]
 
 
 def _score(outs: list[np.ndarray], pairs: list[tuple[np.ndarray, np.ndarray]], scale: int) -> tuple[float, float]:
@@ -79,9 +81,18 @@ def run(args: argparse.Namespace) -> int:
             our_s = time.perf_counter() - t0
             cv_psnr, cv_ssim = _score(cv_outs, pairs, scale)
             our_psnr, our_ssim = _score(ours, pairs, scale)
-            row = {"dataset": dataset, "scale": scale, "model": card.name, "opencv": f"{stem}_x{scale}",
-                   "ours_psnr": round(our_psnr, 2), "ours_ssim": round(our_ssim, 4), "ours_s": round(our_s, 3),
-                   "opencv_psnr": round(cv_psnr, 2), "opencv_ssim": round(cv_ssim, 4), "opencv_s": round(cv_s, 3)}
+            row = {
+                "dataset": dataset,
+                "scale": scale,
+                "model": card.name,
+                "opencv": f"{stem}_x{scale}",
+                "ours_psnr": round(our_psnr, 2),
+                "ours_ssim": round(our_ssim, 4),
+                "ours_s": round(our_s, 3),
+                "opencv_psnr": round(cv_psnr, 2),
+                "opencv_ssim": round(cv_ssim, 4),
+                "opencv_s": round(cv_s, 3),
+            }
             log.info("%s", row)
             rows.append(row)
     out = Path(args.out)
@@ -89,13 +100,22 @@ def run(args: argparse.Namespace) -> int:
     machine = f"{platform.system()} {platform.release()}; {platform.machine()} x{torch.get_num_threads()} threads"
     stamp = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
     (out / f"{args.tag}.json").write_text(json.dumps({"machine": machine, "date": stamp, "rows": rows}, indent=1))
-    lines = [f"# Ours vs OpenCV dnn_superres ({args.tag})", "", f"Machine: {machine}  ", f"Date: {stamp}", "",
-             "Same images, same metric code (Y, shaved, 8-bit). Time = whole set, one image at a time, CPU.", "",
-             "| set | scale | ours | PSNR / SSIM | seconds | OpenCV | PSNR / SSIM | seconds | speed ratio |",
-             "|---|---|---|---|---|---|---|---|---|"]
+    lines = [
+        f"# Ours vs OpenCV dnn_superres ({args.tag})",
+        "",
+        f"Machine: {machine}  ",
+        f"Date: {stamp}",
+        "",
+        "Same images, same metric code (Y, shaved, 8-bit). Time = whole set, one image at a time, CPU.",
+        "",
+        "| set | scale | ours | PSNR / SSIM | seconds | OpenCV | PSNR / SSIM | seconds | speed ratio |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
     for r in rows:
-        lines.append(f"| {r['dataset']} | x{r['scale']} | {r['model']} | {r['ours_psnr']} / {r['ours_ssim']} | "
-                     f"{r['ours_s']} | {r['opencv']} | {r['opencv_psnr']} / {r['opencv_ssim']} | {r['opencv_s']} | "
-                     f"{float(r['opencv_s']) / max(float(r['ours_s']), 1e-9):.2f}x |")
+        lines.append(
+            f"| {r['dataset']} | x{r['scale']} | {r['model']} | {r['ours_psnr']} / {r['ours_ssim']} | "
+            f"{r['ours_s']} | {r['opencv']} | {r['opencv_psnr']} / {r['opencv_ssim']} | {r['opencv_s']} | "
+            f"{float(r['opencv_s']) / max(float(r['ours_s']), 1e-9):.2f}x |"
+        )
     (out / f"{args.tag}.md").write_text("\n".join(lines) + "\n")
     return 0

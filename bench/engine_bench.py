@@ -128,8 +128,21 @@ def bench_naive(desc: SRDescriptor, img: np.ndarray, device: torch.device, secon
 
     times = _timed(run, device, seconds)
     med = statistics.median(times)
-    return Case(desc.name, "", "naive", device.type, "fp32", 1, len(times), sum(times), out_px / med / 1e6,
-                1 / med, med, float(np.percentile(times, 95)), _peak_gib(device))
+    return Case(
+        desc.name,
+        "",
+        "naive",
+        device.type,
+        "fp32",
+        1,
+        len(times),
+        sum(times),
+        out_px / med / 1e6,
+        1 / med,
+        med,
+        float(np.percentile(times, 95)),
+        _peak_gib(device),
+    )
 
 
 def bench_pure(desc: SRDescriptor, img: np.ndarray, device: torch.device, seconds: float) -> Case:
@@ -152,8 +165,21 @@ def bench_pure(desc: SRDescriptor, img: np.ndarray, device: torch.device, second
                 torch.cuda.empty_cache()
                 break
             med = statistics.median(times)
-            case = Case(desc.name, "", "pure", device.type, dname, batch, len(times) * batch, sum(times),
-                        batch * out_px / med / 1e6, batch / med, None, None, _peak_gib(device))
+            case = Case(
+                desc.name,
+                "",
+                "pure",
+                device.type,
+                dname,
+                batch,
+                len(times) * batch,
+                sum(times),
+                batch * out_px / med / 1e6,
+                batch / med,
+                None,
+                None,
+                _peak_gib(device),
+            )
             if best is None or case.out_mpix_s > best.out_mpix_s:
                 best = case
             if device.type == "cpu" and batch >= 4:
@@ -205,10 +231,22 @@ def bench_engine(
     finally:
         engine.stop()
     out_px = sum(i.shape[0] * i.shape[1] for i in imgs) * desc.scale**2
-    return Case(desc.name, "", "engine" if with_codec else "engine-infer", device.type,
-                "bf16" if device.type == "cuda" and desc.supports_half else "fp32", max(stats_batches), len(imgs),
-                total, out_px / total / 1e6, len(imgs) / total, statistics.median(latencies),
-                float(np.percentile(latencies, 95)), _peak_gib(device), f"tile {tile}, {jobs_in_flight} jobs in flight")
+    return Case(
+        desc.name,
+        "",
+        "engine" if with_codec else "engine-infer",
+        device.type,
+        "bf16" if device.type == "cuda" and desc.supports_half else "fp32",
+        max(stats_batches),
+        len(imgs),
+        total,
+        out_px / total / 1e6,
+        len(imgs) / total,
+        statistics.median(latencies),
+        float(np.percentile(latencies, 95)),
+        _peak_gib(device),
+        f"tile {tile}, {jobs_in_flight} jobs in flight",
+    )
 
 
 def run(
@@ -220,8 +258,11 @@ def run(
     tag: str,
     scale: int = 4,
 ) -> list[Case]:
-    device = torch.device("cuda" if device_name == "auto" and torch.cuda.is_available() else
-                          ("cpu" if device_name == "auto" else device_name))
+    device = torch.device(
+        "cuda"
+        if device_name == "auto" and torch.cuda.is_available()
+        else ("cpu" if device_name == "auto" else device_name)
+    )
     catalog = Catalog.load()
     cases: list[Case] = []
     gpu = device.type == "cuda"
@@ -240,8 +281,17 @@ def run(
             row = [bench_naive(desc, imgs[0], device, seconds), bench_pure(desc, imgs[0], device, seconds)]
             tile = 256 if gpu else 128
             for with_codec in (False, True):
-                row.append(bench_engine(desc, imgs, device, tile=tile, max_batch=32 if gpu else 8,
-                                        jobs_in_flight=16 if gpu else 4, with_codec=with_codec))
+                row.append(
+                    bench_engine(
+                        desc,
+                        imgs,
+                        device,
+                        tile=tile,
+                        max_batch=32 if gpu else 8,
+                        jobs_in_flight=16 if gpu else 4,
+                        with_codec=with_codec,
+                    )
+                )
             for c in row:
                 c.size = size
                 c.model = card.name
@@ -258,9 +308,15 @@ def write_results(cases: list[Case], device: torch.device, out_dir: Path, tag: s
     (out_dir / f"{tag}.json").write_text(
         json.dumps({"machine": machine, "date": stamp, "cases": [asdict(c) for c in cases]}, indent=1)
     )
-    lines = [f"# Model benchmark: {tag}", "", f"Machine: {machine}  ", f"Date: {stamp}", "",
-             "| model | input | mode | dtype | batch | out MP/s | images/s | p50 s | p95 s | GPU GiB | vs naive | vs pure |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    lines = [
+        f"# Model benchmark: {tag}",
+        "",
+        f"Machine: {machine}  ",
+        f"Date: {stamp}",
+        "",
+        "| model | input | mode | dtype | batch | out MP/s | images/s | p50 s | p95 s | GPU GiB | vs naive | vs pure |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
     by_key: dict[tuple[str, str], dict[str, Case]] = {}
     for c in cases:
         by_key.setdefault((c.model, c.size), {})[c.mode] = c
@@ -272,12 +328,17 @@ def write_results(cases: list[Case], device: torch.device, out_dir: Path, tag: s
             vs_naive = c.out_mpix_s / modes["naive"].out_mpix_s if "naive" in modes else float("nan")
             vs_pure = c.out_mpix_s / modes["pure"].out_mpix_s if "pure" in modes else float("nan")
             fmt = lambda v: "" if v is None else f"{v:.3f}"  # noqa: E731
-            lines.append(f"| {model} | {size} | {mode} | {c.dtype} | {c.batch} | {c.out_mpix_s:.1f} | {c.images_s:.2f} | "
-                         f"{fmt(c.p50_s)} | {fmt(c.p95_s)} | {'' if c.gpu_mem_gib is None else c.gpu_mem_gib} | "
-                         f"{vs_naive:.2f}x | {vs_pure:.2f}x |")
-    lines += ["", "Modes: naive = whole image, batch 1, fp32; pure = bare batched forward at the best batch/dtype "
-              "with inputs on the device; engine-infer = our engine (tiling + cross-job batching + stitching) on "
-              "decoded arrays; engine = the same plus PNG decode and encode in the job threads."]
+            lines.append(
+                f"| {model} | {size} | {mode} | {c.dtype} | {c.batch} | {c.out_mpix_s:.1f} | {c.images_s:.2f} | "
+                f"{fmt(c.p50_s)} | {fmt(c.p95_s)} | {'' if c.gpu_mem_gib is None else c.gpu_mem_gib} | "
+                f"{vs_naive:.2f}x | {vs_pure:.2f}x |"
+            )
+    lines += [
+        "",
+        "Modes: naive = whole image, batch 1, fp32; pure = bare batched forward at the best batch/dtype "
+        "with inputs on the device; engine-infer = our engine (tiling + cross-job batching + stitching) on "
+        "decoded arrays; engine = the same plus PNG decode and encode in the job threads.",
+    ]
     (out_dir / f"{tag}.md").write_text("\n".join(lines) + "\n")
 
 

@@ -31,6 +31,7 @@ _ARCH_MODULES: tuple[str, ...] = (
     "model_store.archs.srresnet",
     "model_store.archs.edsr",
     "model_store.archs.swinir",
+    "model_store.archs.esrgan",  # third-party ESRGAN / Real-ESRGAN checkpoints (users' models)
     "model_store.archs.burst_shift_add",
     "model_store.archs.misr_gru",
     "model_store.archs.shift_pool",

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import os
 import threading
 import time
 from collections.abc import Iterator
@@ -13,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import redis
+import torch
 from pydantic import ValidationError
 from rq import get_current_job
 from rq.job import Job
@@ -79,6 +81,8 @@ def build_engine(settings: WorkerSettings, device: str, metrics: EngineMetrics |
         for name, p in settings.batch_policies.items()
     }
     tile = settings.tile_size or (384 if device.startswith("cuda") else 128)
+    # more intra-op threads than free cores makes small tiles many times slower (spin/oversubscription)
+    torch.set_num_threads(settings.torch_threads or min(4, os.cpu_count() or 1))
     config = EngineConfig(
         device=device,
         tile_size=tile,

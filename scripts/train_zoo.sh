@@ -1,0 +1,74 @@
+#!/usr/bin/env bash
+# Train every shipped network of the model zoo and write weights + cards to an output folder.
+#
+#   scripts/train_zoo.sh gpu OUT_DIR      # one CUDA GPU: every model at once, ~6 min budgets (H100/H200)
+#   scripts/train_zoo.sh cpu-a OUT_DIR    # CPU, queue A: the small CNNs (run beside cpu-b)
+#   scripts/train_zoo.sh cpu-b OUT_DIR    # CPU, queue B: the deep models, short budgets
+#
+# Data: $SRSERVE_DATA_DIR (default ../shared/data) with train/{T91,SunHays80} and eval/.
+# Budgets are seconds of training; each run then evaluates on EVAL_SETS and writes
+# OUT_DIR/<name>.{safetensors,json}. Copy those (not *.ckpt.*) into model_store/weights/ and run
+# `python -m model_store.results_table` to refresh model_store/RESULTS.md.
+# Every run resumes from OUT_DIR/<name>.ckpt.safetensors when one is there (--resume), so a
+# second invocation continues training where the first stopped.
+set -uo pipefail
+profile=${1:?profile: gpu | cpu-a | cpu-b}
+out=${2:?output folder}
+mkdir -p "$out/logs"
+py=${PYTHON:-python3}
+train() {  # train NAME BUDGET ARGS...
+  local name=$1 budget=$2; shift 2
+  local resume=""
+  [ -f "$out/$name.ckpt.safetensors" ] && resume="--resume"
+  echo "$(date -u +%H:%M:%S) start $name ($budget s)"
+  $py -m srserve.cli --log-level WARNING train "$@" --name "$name" --iters 1000000 --time-budget "$budget" \
+    --out "$out" $resume > "$out/logs/$name.log" 2>&1 && echo "$(date -u +%H:%M:%S) done $name" \
+    || echo "$(date -u +%H:%M:%S) FAILED $name (see $out/logs/$name.log)"
+}
+
+case "$profile" in
+gpu)
+  export OMP_NUM_THREADS=2
+  T=${BUDGET:-330}
+  for s in 2 3 4; do
+    train srcnn_x$s "$T" srcnn --scale $s &
+    train fsrcnn_x$s "$T" fsrcnn --scale $s &
+    train espcn_x$s "$T" espcn --scale $s &
+    train edsr_baseline_x$s "$T" edsr --scale $s --batch 32 --patch $((48 * s)) --lr 4e-4 &
+    train swinir_s_x$s "$T" swinir --scale $s --batch 32 --patch $((64 * s)) --lr 4e-4 &
+  done
+  train vdsr "$T" vdsr --scale 2 &
+  for s in 2 4 8; do train lapsrn_x$s "$T" lapsrn --scale $s & done
+  # SRGAN starts from the SRResNet: two thirds of the budget for it, the rest for the GAN
+  ( train srresnet_x4 $((T * 2 / 3)) srresnet --scale 4 --batch 32 --patch 128 --lr 4e-4 &&
+    $py -m srserve.cli --log-level WARNING train-gan --init "$out/srresnet_x4.safetensors" \
+      --time-budget-s $((T / 3)) --out-dir "$out" > "$out/logs/srgan_x4.log" 2>&1 ) &
+  wait
+  ;;
+cpu-a)  # small CNNs: minutes each on one core; full evaluation (Set5, Set14, BSD100)
+  export OMP_NUM_THREADS=1
+  for s in 2 3; do train espcn_x$s "${BUDGET:-240}" espcn --scale $s --batch 16 --patch 96; done
+  for s in 2 3 4; do train fsrcnn_x$s "${BUDGET:-240}" fsrcnn --scale $s --batch 16 --patch 96; done
+  for s in 2 3 4; do train srcnn_x$s "${BUDGET_SRCNN:-150}" srcnn --scale $s --batch 8 --patch 48; done
+  for s in 2 4 8; do
+    train lapsrn_x$s "${BUDGET_LAPSRN:-200}" lapsrn --scale $s --batch 4 --patch 64 --eval-sets Set5 Set14
+  done
+  ;;
+cpu-b)  # deep models: far too slow to train well on a CPU; short runs, Set5/Set14 only
+  export OMP_NUM_THREADS=1
+  T=${BUDGET:-330}
+  for s in 2 3 4; do
+    train edsr_baseline_x$s "$T" edsr --scale $s --batch 8 --patch $((24 * s)) --lr 4e-4 --eval-sets Set5 Set14
+  done
+  train srresnet_x4 "$T" srresnet --scale 4 --batch 8 --patch 96 --lr 4e-4 --eval-sets Set5 Set14
+  $py -m srserve.cli --log-level WARNING train-gan --init "$out/srresnet_x4.safetensors" --time-budget-s 200 \
+    --batch-size 4 --patch-size 96 --device cpu --eval-set Set5 --eval-set Set14 --out-dir "$out" \
+    > "$out/logs/srgan_x4.log" 2>&1 || echo "FAILED srgan_x4"
+  for s in 2 3 4; do
+    train swinir_s_x$s "$T" swinir --scale $s --batch 4 --patch $((32 * s)) --lr 4e-4 --eval-sets Set5 Set14
+  done
+  train vdsr "$T" vdsr --scale 2 --batch 4 --patch 48 --eval-sets Set5 Set14
+  ;;
+*) echo "unknown profile $profile" >&2; exit 2 ;;
+esac
+echo "$(date -u +%H:%M:%S) all done: $out"
