@@ -16,6 +16,8 @@ COMMAND_MODULES: tuple[str, ...] = (
     "srserve.commands.eval",  # PSNR/SSIM of a model on LR/HR pairs
     "srserve.commands.bench",  # benchmarks -> bench/results/
     "srserve.commands.burst",  # train-burst, eval-burst: multi-frame SR (model_store.burst)
+    "srserve.commands.train_gan",  # train-gan: SRResNet -> SRGAN adversarial fine-tuning
+    "srserve.commands.models",  # models add|list|remove: users' own checkpoints
 )
 
 

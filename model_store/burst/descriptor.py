@@ -19,7 +19,7 @@ from model_store.burst.fusion import normalize_exposure
 from model_store.burst.registration import Registration, register_burst
 from model_store.card import Catalog, ModelCard
 from model_store.registry import load_descriptor
-from model_store.tiling import plan_tiles
+from model_store.tiling import TilePlan, plan_tiles
 
 DEFAULT_TILE_PIXELS = 160 * 160  # LR pixels per frame per tile: bounds the HR feature maps' memory
 
@@ -97,10 +97,7 @@ class BurstDescriptor:
         s = self.scale
         if h * w <= self.tile_pixels:
             return self._forward(frames, shifts, weights)
-        side = int(math.sqrt(self.tile_pixels))
-        # a tile must hold the context of its core in every frame: receptive field + largest shift
-        overlap = self.receptive_field + math.ceil(float(shifts.abs().max())) + 2
-        plan = plan_tiles(h, w, max(side, 4 * overlap), overlap)
+        plan = self.plan_for(h, w, float(shifts.abs().max()))
         out = torch.empty(1, c, h * s, w * s, device=frames.device)
         for t in plan.tiles:
             window = frames[..., t.y0 : t.y0 + t.h, t.x0 : t.x0 + t.w]
@@ -111,6 +108,12 @@ class BurstDescriptor:
                 ..., cy0 * s : cy1 * s, cx0 * s : cx1 * s
             ]
         return out
+
+    def plan_for(self, h: int, w: int, max_shift: float) -> TilePlan:
+        """Tiles of about `tile_pixels` LR pixels; each holds the context of its core in every frame:
+        receptive field + the largest shift (+2 for the splatting kernel)."""
+        overlap = self.receptive_field + math.ceil(max_shift) + 2
+        return plan_tiles(h, w, max(int(math.sqrt(self.tile_pixels)), 4 * overlap), overlap)
 
     def _forward(self, frames: torch.Tensor, shifts: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
         return self.module(frames, shifts, weights).float()

@@ -89,9 +89,10 @@ def test_validation_errors(hr: np.ndarray) -> None:
 
 def test_tiled_equals_untiled(hr: np.ndarray) -> None:
     card = Catalog.load().get("shift_add")
-    frames = torch.from_numpy(np.stack(_burst(hr, k=4))).permute(0, 3, 1, 2)
+    frames = torch.from_numpy(np.stack(_burst(hr, k=3))).permute(0, 3, 1, 2)
     whole = load_burst_descriptor(card, 4)(frames).output
-    tiled_desc = load_burst_descriptor(card, 4, tile_pixels=24 * 24)
+    tiled_desc = load_burst_descriptor(card, 4, tile_pixels=32 * 32)
+    assert len(tiled_desc.plan_for(48, 48, 2.0).tiles) > 1
     tiled = tiled_desc(frames).output
-    # the back-projection is global, so tiles differ slightly near their seams; the fusion must not
-    assert float((whole - tiled).abs().mean()) < 2e-3
+    # tiles carry receptive field + largest shift of context, so the seams do not show
+    assert float((whole - tiled).abs().max()) < 1e-3

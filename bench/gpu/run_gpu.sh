@@ -1,0 +1,55 @@
+#!/usr/bin/env bash
+# The one device script: everything that needs a CUDA GPU, in one call that fits a 10-minute limit.
+#
+# Prepare here (no GPU needed), from the repository root:
+#   python bench/gpu/pack_data.py pack --what eval  --out .gpu/eval        # ~33 MB, exact pixels
+#   python bench/gpu/pack_data.py pack --what train --out .gpu/train       # ~58 MB (all of train/)
+#   # the call carries at most 64 MiB: with eval, take T91 + a ~17 MB share of SunHays80 as .gpu/train_sub
+#   pip download (py3.12 wheels) pydantic pydantic-core annotated-types typing-inspection
+#       typing_extensions pydantic-settings python-dotenv -d .whl         # see the device README
+# Run on the GPU box (device tool): carry .gpu/train_sub .gpu/eval .whl, timeout_s 590:
+#   bash bench/gpu/run_gpu.sh
+# What comes back under $OUT: results.tgz.part-* (weights, cards, logs, bench tables) and summary.txt.
+# Here: cat results.tgz.part-* | tar xz; cp runs/gpu/*.{json,safetensors} model_store/weights/
+#       (not *.ckpt.*), then `python -m model_store.results_table` and commit.
+set -uo pipefail
+start=$(date +%s)
+OUT=${OUT:-/tmp/out}
+mkdir -p "$OUT"
+if ls .whl/*.whl >/dev/null 2>&1; then
+  python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl \
+    && export PYTHONPATH=/tmp/site:$PWD || exit 1
+else
+  export PYTHONPATH=$PWD
+fi
+export SRSERVE_DATA_DIR=/tmp/data PYTHONUNBUFFERED=1 SRSERVE_LOG_FORMAT=text
+nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv | tee "$OUT/summary.txt"
+python3 bench/gpu/pack_data.py unpack --src .gpu/train_sub --out /tmp/data/train &
+python3 bench/gpu/pack_data.py unpack --src .gpu/eval --out /tmp/data/eval &
+wait
+echo "data ready after $(( $(date +%s) - start )) s" | tee -a "$OUT/summary.txt"
+
+# 1. train every zoo model at once (budget leaves room for evaluation and the benchmark)
+BUDGET=${BUDGET:-300} PYTHON=python3 bash scripts/train_zoo.sh gpu runs/gpu 2>&1 | tee -a "$OUT/summary.txt"
+# burst models (supervised + self-supervised shift-and-pool, MISR-GRU), after the zoo: they share the GPU
+for spec in "shift_pool supervised" "misr_gru supervised" "shift_pool self"; do
+  set -- $spec
+  timeout 150 python3 -m model_store.burst.train_burst --arch "$1" --scale 4 --frames 8 --supervision "$2" \
+    --time-budget 90 --out runs/gpu > "runs/gpu/logs/burst_$1_$2.log" 2>&1 &
+done
+wait
+echo "training done after $(( $(date +%s) - start )) s" | tee -a "$OUT/summary.txt"
+
+# 2. the engine benchmark on the trained weights: naive vs pure vs engine (x4 models, 4 input sizes)
+mkdir -p model_store/weights_gpu && cp runs/gpu/*.json runs/gpu/*.safetensors model_store/weights_gpu/ 2>/dev/null
+rm -f model_store/weights_gpu/*.ckpt.*
+SRSERVE_MODELS_DIR=$PWD/model_store/weights_gpu timeout 150 python3 -m srserve.cli bench models --device cuda \
+  --models bicubic,fsrcnn_x4,espcn_x4,edsr_baseline_x4,srresnet_x4,swinir_s_x4 --sizes 128,256,512,1920x1080 \
+  --seconds 1 --out runs/gpu/bench --tag h200-models 2>&1 | tail -5
+# 3. GPU-only tests: tiled == untiled on CUDA, OOM back-off on real CUDA memory, engine batching
+SRSERVE_MODELS_DIR=$PWD/model_store/weights_gpu timeout 60 python3 -m pytest -q -p no:cacheprovider \
+  -m gpu tests/engine/test_engine_gpu.py 2>&1 | tail -5 | tee -a "$OUT/summary.txt"
+
+cat runs/gpu/bench/*.md >> "$OUT/summary.txt" 2>/dev/null
+tar czf - --exclude='*.ckpt.*' runs/gpu | split -b 15m - "$OUT/results.tgz.part-"
+echo "all done after $(( $(date +%s) - start )) s" | tee -a "$OUT/summary.txt"

@@ -1,0 +1,112 @@
+"""The batching engine on CPU: tiled == untiled for every shipped convolutional model, many jobs of
+different sizes and models interleaved through one device thread, OOM back-off, cancel while held."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+
+import numpy as np
+import pytest
+import torch
+
+from model_store.card import Catalog, ModelCard
+from model_store.metrics import psnr
+from model_store.registry import SRDescriptor, load_descriptor
+from model_store.tiling import plan_tiles
+from worker.engine import BatchPolicy, EngineConfig, InferenceEngine, JobCanceled, OutOfMemory
+
+CATALOG = Catalog.load()
+# Transformers attend within shifted windows whose partition depends on the tile origin: not exact.
+CONV_CARDS = [c for c in CATALOG if c.kind == "single" and c.architecture not in ("swinir",)]
+
+
+def _image(h: int, w: int, seed: int = 0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    coarse = rng.random((h // 4 + 2, w // 4 + 2, 3)).astype(np.float32)
+    up = torch.nn.functional.interpolate(
+        torch.from_numpy(coarse).permute(2, 0, 1)[None], size=(h, w), mode="bilinear", align_corners=False
+    )
+    return up[0].permute(1, 2, 0).numpy().copy()
+
+
+def _untiled(desc: SRDescriptor, img: np.ndarray) -> np.ndarray:
+    return desc(torch.from_numpy(img).permute(2, 0, 1)[None])[0].permute(1, 2, 0).numpy()
+
+
+@pytest.fixture
+def engine() -> Iterator[InferenceEngine]:
+    eng = InferenceEngine(EngineConfig(tile_size=48, default_policy=BatchPolicy(8, 0.01))).start()
+    yield eng
+    eng.stop()
+
+
+@pytest.mark.parametrize("card", CONV_CARDS, ids=lambda c: c.name)
+def test_tiled_equals_untiled(card: ModelCard, engine: InferenceEngine) -> None:
+    scale = card.scales[0]
+    desc = load_descriptor(card, scale, catalog=CATALOG)
+    h, w = 70, 101  # not multiples of anything: edge tiles shift inward
+    img = _image(h, w)
+    tile = max(48, 2 * desc.receptive_field + 8)
+    assert len(plan_tiles(h, w, tile, desc.receptive_field, desc.size_multiple).tiles) > 1, "test must tile"
+    tiled, stats = engine.upscale(desc, img, tile_size=tile)
+    ref = _untiled(desc, img)
+    assert tiled.shape == ref.shape == (h * scale, w * scale, 3)
+    assert stats.tiles > 1
+    assert psnr(tiled, ref, peak=1.0) >= 60.0
+
+
+def test_interleaved_jobs_of_different_models_and_sizes(engine: InferenceEngine) -> None:
+    cards = [CATALOG.resolve("bicubic", 2), *(c for c in CONV_CARDS if c.name != "bicubic")][:3]
+    descs = [load_descriptor(c, c.scales[0], catalog=CATALOG) for c in cards]
+    jobs = [(descs[i % len(descs)], _image(30 + 7 * i, 40 + 5 * i, seed=i)) for i in range(9)]
+    results: dict[int, tuple[np.ndarray, int]] = {}
+
+    def run(i: int) -> None:
+        desc, img = jobs[i]
+        out, stats = engine.upscale(desc, img)
+        results[i] = (out, stats.max_batch)
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(len(jobs))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=120)
+    assert len(results) == len(jobs)
+    for i, (desc, img) in enumerate(jobs):
+        out, _ = results[i]
+        assert psnr(out, _untiled(desc, img), peak=1.0) >= 60.0, f"job {i} ({desc.name}) got another job's tiles?"
+    assert max(b for _, b in results.values()) > 1, "tiles of concurrent jobs never shared a batch"
+
+
+def test_out_of_memory_halves_batch_then_tile() -> None:
+    desc = load_descriptor(CATALOG.resolve("bicubic", 2), 2, catalog=CATALOG)
+    img = _image(100, 120)
+    # a budget that fits one 32x32 tile but not one 64x64 tile, nor a batch of two 32s
+    one_32 = 32 * 32 * 4 * (3 * 4 + 128)
+    eng = InferenceEngine(EngineConfig(tile_size=64, min_tile=16, memory_budget_bytes=one_32 + 1)).start()
+    try:
+        out, stats = eng.upscale(desc, img)
+    finally:
+        eng.stop()
+    assert stats.oom_backoffs >= 1 and stats.tile_size <= 32 and stats.max_batch == 1
+    assert psnr(out, _untiled(desc, img), peak=1.0) >= 60.0
+
+
+def test_out_of_memory_at_the_smallest_tile_fails_the_job() -> None:
+    desc = load_descriptor(CATALOG.resolve("bicubic", 2), 2, catalog=CATALOG)
+    eng = InferenceEngine(EngineConfig(tile_size=64, min_tile=32, memory_budget_bytes=1000)).start()
+    try:
+        with pytest.raises(OutOfMemory, match="does not fit"):
+            eng.upscale(desc, _image(80, 80))
+        assert eng.pending_tiles() == 0  # nothing of the failed job is left queued
+    finally:
+        eng.stop()
+
+
+def test_cancel_while_held_drops_the_job_and_keeps_serving(engine: InferenceEngine) -> None:
+    desc = load_descriptor(CATALOG.resolve("bicubic", 4), 4, catalog=CATALOG)
+    with pytest.raises(JobCanceled):
+        engine.upscale(desc, _image(400, 400), cancel=lambda: True)
+    out, _ = engine.upscale(desc, _image(20, 20))  # the device thread is still healthy
+    assert out.shape == (80, 80, 3)

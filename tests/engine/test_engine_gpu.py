@@ -1,0 +1,53 @@
+"""Engine checks that need a CUDA GPU (run by bench/gpu/run_gpu.sh on the GPU box: `pytest -m gpu`).
+
+Deselected by default (pyproject addopts `-m "not gpu"`), so CI on CPU neither runs nor skips them."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from model_store.card import Catalog
+from model_store.metrics import psnr
+from model_store.registry import load_descriptor
+from worker.engine import BatchPolicy, EngineConfig, InferenceEngine
+
+pytestmark = pytest.mark.gpu
+CATALOG = Catalog.load()
+CONV = [c for c in CATALOG if c.kind == "single" and c.architecture != "swinir"]
+
+
+def _img(h: int, w: int) -> np.ndarray:
+    return np.random.default_rng(0).random((h, w, 3), dtype=np.float32)
+
+
+@pytest.mark.parametrize("card", CONV, ids=lambda c: c.name)
+def test_tiled_equals_untiled_on_cuda_fp32(card) -> None:  # type: ignore[no-untyped-def]
+    s = card.scales[0]
+    desc = load_descriptor(card, s, catalog=CATALOG, device="cuda")
+    img = _img(200, 333)
+    eng = InferenceEngine(EngineConfig(device="cuda", tile_size=96, half_precision="off")).start()
+    try:
+        out, stats = eng.upscale(desc, img)
+    finally:
+        eng.stop()
+    ref = desc(torch.from_numpy(img).permute(2, 0, 1)[None].cuda())[0].permute(1, 2, 0).cpu().numpy()
+    assert stats.tiles > 1
+    assert psnr(out, ref, peak=1.0) >= 60.0
+
+
+def test_real_cuda_oom_backs_off() -> None:
+    card = max(CONV, key=lambda c: c.flops_per_output_pixel)
+    desc = load_descriptor(card, card.scales[0], catalog=CATALOG, device="cuda")
+    torch.cuda.set_per_process_memory_fraction(0.003)  # ~0.4 GiB on an H200
+    try:
+        eng = InferenceEngine(
+            EngineConfig(device="cuda", tile_size=1024, min_tile=32, default_policy=BatchPolicy(64, 0.01))
+        ).start()
+        out, stats = eng.upscale(desc, _img(1024, 1024))
+        eng.stop()
+    finally:
+        torch.cuda.set_per_process_memory_fraction(1.0)
+    assert out.shape[0] == 1024 * desc.scale
+    assert stats.oom_backoffs >= 1
