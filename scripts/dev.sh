@@ -39,6 +39,21 @@ setup() {
   fi
 }
 
+system_tools() {
+  # Tests drive a real headless browser (Debian's chromium) and a real Prometheus server. Install
+  # them from Debian's packages when missing and we may (root with apt-get, e.g. CI); else say so.
+  local missing=()
+  command -v chromium >/dev/null || missing+=(chromium)
+  command -v prometheus >/dev/null && command -v promtool >/dev/null || missing+=(prometheus)
+  [[ ${#missing[@]} -eq 0 ]] && return
+  if [[ $(id -u) -eq 0 ]] && command -v apt-get >/dev/null; then
+    log "installing ${missing[*]} (Debian packages) for the browser and Prometheus tests"
+    apt-get update -qq >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+  else
+    log "missing ${missing[*]}: the browser/Prometheus tests will fail; install them (apt-get install ${missing[*]})"
+  fi
+}
+
 redis_answers() {  # $1: URL
   "$VENV/bin/python" - "$1" <<'EOF' 2>/dev/null
 import sys
@@ -91,6 +106,7 @@ case "$cmd" in
     ;;
   test)
     setup
+    system_tools
     ensure_redis
     set +e
     "$VENV/bin/python" -m pytest "$@"

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterator
+from datetime import UTC, datetime
 
 import redis
 from prometheus_client import CollectorRegistry, Counter, Histogram
@@ -32,8 +33,12 @@ class QueueCollector(Collector):
         workers = GaugeMetricFamily(
             "srserve_workers", "Live workers listening on the queue", labels=["queue"]
         )
+        oldest = GaugeMetricFamily(
+            "srserve_queue_oldest_job_age_seconds", "Age of the job waiting longest (0 when empty)", labels=["queue"]
+        )
         name = self.queue.name
         try:
+            oldest.add_metric([name], self._oldest_age())
             depth.add_metric([name], self.queue.count)
             running.add_metric([name], self.queue.started_job_registry.count)
             workers.add_metric([name], len(Worker.all(queue=self.queue)))
@@ -43,7 +48,21 @@ class QueueCollector(Collector):
             up.add_metric([], 0)
             yield up
             return
-        yield from (up, depth, running, workers)
+        yield from (up, depth, running, workers, oldest)
+
+
+    def _oldest_age(self) -> float:
+        # the queue is a Redis list in FIFO order: its head is the oldest waiting job
+        head = self.queue.connection.lindex(self.queue.key, 0)
+        if head is None:
+            return 0.0
+        enqueued = self.queue.connection.hget(f"rq:job:{head.decode()}", "enqueued_at")
+        if not enqueued:
+            return 0.0
+        from rq.utils import utcparse
+
+        age = datetime.now(UTC) - utcparse(enqueued.decode()).replace(tzinfo=UTC)
+        return max(0.0, age.total_seconds())
 
 
 class ServiceMetrics:

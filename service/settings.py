@@ -26,6 +26,18 @@ class ServiceSettings(CommonSettings):
     validation_concurrency: int = Field(default=2, ge=1, description="uploads fully decoded at once")
     redis_timeout_s: float = Field(default=5.0, gt=0)
     retry_after_s: int = Field(default=5, ge=1, description="Retry-After of a 503 while Redis is down")
+    # ---- hardening (service/guard.py, auth.py, ratelimit.py, backpressure.py, idempotency.py) ----
+    auth_required: bool = Field(default=False, description="every /v1 request needs `Authorization: Bearer`")
+    metrics_require_auth: bool = Field(default=False, description="/metrics needs an API key too")
+    rate_limit_per_s: float = Field(default=10.0, ge=0, description="per-key request rate; 0 = unlimited")
+    rate_limit_burst: int = Field(default=20, ge=1, description="per-key token bucket size")
+    daily_job_quota: int = Field(default=0, ge=0, description="jobs per key per UTC day; 0 = unlimited")
+    max_queue_depth: int = Field(default=1000, ge=0, description="queued jobs above which POST answers 429")
+    idempotency_ttl_s: int = Field(default=86_400, ge=60, description="how long an Idempotency-Key is remembered")
+    # multipart parser limits (Starlette's request.form): checked while parsing, before any decode
+    max_form_files: int = Field(default=32, ge=1, description="file parts in one request")
+    max_form_fields: int = Field(default=16, ge=1, description="non-file fields in one request")
+    max_form_field_bytes: int = Field(default=65_536, ge=64, description="size of one non-file field")
 
     @field_validator("cors_origins", mode="before")
     @classmethod

@@ -3,6 +3,7 @@ returns a JSON dict (`srserve.jobspec.JobOutcome`); RQ stores it as the job's re
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
 import os
@@ -263,6 +264,10 @@ def execute_upscale(
         notes=notes,
     )
     ctx.metrics.processed.labels(spec.model).inc()
+    ctx.metrics.duration.labels(spec.model).observe(max(0.0, finished - spec.submitted_at))
+    if ctx.device.startswith("cuda"):
+        with contextlib.suppress(Exception):  # NVML (nvidia-ml-py) missing: the gauge stays unset
+            ctx.metrics.gpu_utilization.labels(ctx.device).set(torch.cuda.utilization() / 100.0)
     state.progress(1.0, "done")
     log.info(
         "job done: %s x%d %dx%d -> %dx%d in %.3fs",

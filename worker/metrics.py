@@ -6,7 +6,7 @@ import functools
 import logging
 from typing import TYPE_CHECKING
 
-from prometheus_client import REGISTRY, CollectorRegistry, Counter, Histogram, start_http_server
+from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 
 if TYPE_CHECKING:
     from worker.engine import EngineMetrics
@@ -34,6 +34,16 @@ class WorkerMetrics:
             ["model"],
             buckets=_SECONDS_BUCKETS,
             registry=reg,
+        )
+        self.duration = Histogram(
+            "srserve_job_duration_seconds",
+            "End to end: submitted to result stored, per model",
+            ["model"],
+            buckets=_SECONDS_BUCKETS,
+            registry=reg,
+        )
+        self.gpu_utilization = Gauge(
+            "srserve_gpu_utilization_ratio", "GPU busy fraction (NVML), CUDA workers only", ["device"], registry=reg
         )
         self.stage = Histogram(
             "srserve_worker_stage_seconds",
