@@ -14,6 +14,11 @@ PAPERS: dict[str, str] = {
     "Sub-Pixel Convolutional Neural Network, CVPR 2016",
     "vdsr": "Kim et al., Accurate Image Super-Resolution Using Very Deep Convolutional Networks, CVPR 2016",
     "lapsrn": "Lai et al., Deep Laplacian Pyramid Networks for Fast and Accurate Super-Resolution, CVPR 2017",
+    "srresnet": "Ledig et al., Photo-Realistic Single Image Super-Resolution Using a Generative Adversarial "
+    "Network, CVPR 2017",
+    "edsr": "Lim et al., Enhanced Deep Residual Networks for Single Image Super-Resolution, CVPRW 2017 "
+    "(EDSR-baseline)",
+    "swinir": "Liang et al., SwinIR: Image Restoration Using Swin Transformer, ICCVW 2021 (lightweight SwinIR-S)",
 }
 
 PAPER_PSNR: dict[str, dict[tuple[str, int], float]] = {
@@ -45,6 +50,17 @@ PAPER_PSNR: dict[str, dict[tuple[str, int], float]] = {
         ("Set5", 2): 37.52, ("Set5", 4): 31.54, ("Set5", 8): 26.15,
         ("Set14", 2): 32.99, ("Set14", 4): 28.09,
         ("BSD100", 2): 31.80, ("BSD100", 4): 27.32,
+    },
+    "srresnet": {("Set5", 4): 32.05, ("Set14", 4): 28.49, ("BSD100", 4): 27.58},
+    "edsr": {  # EDSR-baseline (16 blocks x 64), the paper's Table 2 / supplementary
+        ("Set5", 2): 37.99, ("Set5", 3): 34.37, ("Set5", 4): 32.09,
+        ("Set14", 2): 33.57, ("Set14", 3): 30.28, ("Set14", 4): 28.58,
+        ("BSD100", 2): 32.16, ("BSD100", 3): 29.09, ("BSD100", 4): 27.57,
+    },
+    "swinir": {  # SwinIR-S (lightweight)
+        ("Set5", 2): 38.14, ("Set5", 3): 34.62, ("Set5", 4): 32.44,
+        ("Set14", 2): 33.86, ("Set14", 3): 30.54, ("Set14", 4): 28.77,
+        ("BSD100", 2): 32.31, ("BSD100", 3): 29.20, ("BSD100", 4): 27.69,
     },
 }
 

@@ -12,6 +12,7 @@ from fastapi import Depends, Request
 from rq import Queue
 
 from model_store.card import Catalog
+from service.idempotency import IdempotencyStore
 from service.jobstore import JobStore
 from service.metrics import ServiceMetrics
 from service.settings import ServiceSettings
@@ -28,6 +29,7 @@ class Services:
     jobs: JobStore
     metrics: ServiceMetrics
     decode_slots: threading.BoundedSemaphore
+    idempotency: IdempotencyStore
 
 
 def get_services(request: Request) -> Services:

@@ -61,9 +61,31 @@ async def _http_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, StarletteHTTPException)
     if isinstance(exc, ApiError):
         return error_response(exc.status_code, exc.code, exc.message, exc.extra, exc.headers)
+    if exc.status_code == 400 and isinstance(exc.detail, str) and (mapped := multipart_error(exc.detail)):
+        return error_response(mapped[0], mapped[1], exc.detail, None)
     code = _CODES_BY_STATUS.get(exc.status_code, "http_error")
     message = exc.detail if isinstance(exc.detail, str) else code.replace("_", " ")
     return error_response(exc.status_code, code, message, None, getattr(exc, "headers", None))
+
+
+# Starlette's multipart parser reports its limits (service.main: form_limits) as a 400 with these
+# messages; give them the API's stable codes
+_MULTIPART_ERRORS = (
+    ("Too many files.", 413, "too_many_parts"),
+    ("Too many fields.", 413, "too_many_fields"),
+    ("Field exceeded maximum size", 413, "form_field_too_large"),
+    ("Part exceeded maximum size", 413, "form_field_too_large"),
+    ("The Content-Disposition header field", 400, "malformed_multipart"),
+    ("Missing boundary in multipart", 400, "malformed_multipart"),
+    ("Invalid multipart data", 400, "malformed_multipart"),
+)
+
+
+def multipart_error(message: str) -> tuple[int, str] | None:
+    for prefix, status, code in _MULTIPART_ERRORS:
+        if message.startswith(prefix):
+            return status, code
+    return None
 
 
 def _field(loc: tuple[Any, ...] | list[Any]) -> str:

@@ -19,6 +19,7 @@ from rq.exceptions import DeserializationError, InvalidJobOperation, NoSuchJobEr
 from rq.job import Job, JobStatus
 from rq.serializers import JSONSerializer
 
+from service.auth import can_see
 from service.errors import ApiError
 from service.settings import ServiceSettings
 from srserve import jobspec
@@ -66,6 +67,7 @@ class Submission:
     height: int
     frames: int
     reference: bytes | None = None
+    owner: str | None = None  # API key id: only that key sees the job
 
 
 class JobStore:
@@ -117,7 +119,7 @@ class JobStore:
                 result_ttl=s.result_ttl_s,
                 failure_ttl=s.failure_ttl_s,
                 retry=Retry(max=s.job_retries) if s.job_retries else None,
-                meta={"progress": 0.0},
+                meta={"progress": 0.0, **({"owner": sub.owner} if sub.owner else {})},
                 description=f"upscale {sub.model} x{sub.scale} {sub.width}x{sub.height}",
             )
         except Exception:
@@ -127,8 +129,9 @@ class JobStore:
 
     # ---- read ---------------------------------------------------------------------------------
 
-    def fetch(self, job_id: str) -> tuple[Job, jobspec.UpscalePayload]:
-        """The RQ job and its payload, or 404 (unknown, expired, malformed id, not one of ours)."""
+    def fetch(self, job_id: str, owner: str | None = None) -> tuple[Job, jobspec.UpscalePayload]:
+        """The RQ job and its payload, or 404 (unknown, expired, malformed id, not one of ours, or
+        made with another API key than `owner`: indistinguishable from unknown)."""
         if not _JOB_ID.fullmatch(job_id):
             raise _not_found(job_id)
         try:
@@ -139,7 +142,16 @@ class JobStore:
         except (ValidationError, DeserializationError, IndexError, TypeError, ValueError, KeyError) as exc:
             log.warning("job %s is not an upscale job or is unreadable: %s", job_id, exc)
             raise _not_found(job_id) from exc
+        if not can_see((job.meta or {}).get("owner"), owner):
+            raise _not_found(job_id)
         return job, payload
+
+    def find_view(self, job_id: str, owner: str | None = None) -> JobView | None:
+        """The view of a job, or None when it is gone (idempotent replays)."""
+        try:
+            return self.view(*self.fetch(job_id, owner))
+        except ApiError:
+            return None
 
     def view(self, job: Job, payload: jobspec.UpscalePayload | None = None) -> JobView:
         if payload is None:
@@ -213,8 +225,10 @@ class JobStore:
 
     # ---- result -------------------------------------------------------------------------------
 
-    def result_stream(self, job_id: str) -> tuple[Iterator[bytes], jobspec.StoredResult]:
-        job, _ = self.fetch(job_id)
+    def result_stream(
+        self, job_id: str, owner: str | None = None
+    ) -> tuple[Iterator[bytes], jobspec.StoredResult]:
+        job, _ = self.fetch(job_id, owner)
         status = api_status(job)
         if status != "succeeded":
             raise ApiError(
@@ -233,12 +247,12 @@ class JobStore:
 
     # ---- cancel -------------------------------------------------------------------------------
 
-    def cancel(self, job_id: str) -> tuple[JobView, bool]:
+    def cancel(self, job_id: str, owner: str | None = None) -> tuple[JobView, bool]:
         """Cancel a queued job now, or ask the worker to stop a running one.
 
         Returns the view and whether the cancellation is complete (False: the stop is in flight).
         """
-        job, payload = self.fetch(job_id)
+        job, payload = self.fetch(job_id, owner)
         status = api_status(job)
         if status == "canceled":
             return self.view(job, payload), True

@@ -24,7 +24,9 @@ from rq.serializers import JSONSerializer
 
 from model_store.card import Catalog
 from service.deps import Services
-from service.errors import install_error_handlers
+from service.errors import error_responses, install_error_handlers
+from service.guard import GuardMiddleware
+from service.idempotency import IdempotencyStore
 from service.jobstore import JobStore
 from service.metrics import ServiceMetrics
 from service.middleware import BodySizeLimitMiddleware, MetricsMiddleware
@@ -62,6 +64,7 @@ def build_services(settings: ServiceSettings) -> Services:
         jobs=JobStore(settings, queue, store),
         metrics=ServiceMetrics(queue),
         decode_slots=threading.BoundedSemaphore(settings.validation_concurrency),
+        idempotency=IdempotencyStore(connection, settings.idempotency_ttl_s),
     )
 
 
@@ -93,16 +96,26 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
         version=_version(),
         summary="Image super-resolution as a service, with per-job quality metrics",
         lifespan=lifespan,
+        # multipart parser limits: too many parts or an oversized field fail while parsing (413)
+        form_limits={
+            "max_files": settings.max_form_files,
+            "max_fields": settings.max_form_fields,
+            "max_part_size": settings.max_form_field_bytes,
+        },
     )
     app.state.settings = settings
     app.state.services = services
     install_error_handlers(app)
-    for router in (upscale.router, jobs.router, models.router, health.router):
-        app.include_router(router)
+    for router in (upscale.router, jobs.router, models.router):
+        # the gate (service/guard.py) can refuse any /v1 request: missing/bad key, rate, queue full
+        app.include_router(router, responses=error_responses(401, 429, 503))
+    app.include_router(health.router)
     # the try-it page: plain files, no build step, no CDN; public even when API keys are on
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     app.add_api_route("/", _index, include_in_schema=False)
-    # added innermost first: metrics see every answer, including the body limit's 413
+    # added innermost first: metrics see every answer, including the body limit's 413; the gate
+    # sits inside CORS so preflights and the CORS headers of its 401/429 answers still work
+    app.add_middleware(GuardMiddleware, services=services)
     if settings.cors_origins:
         app.add_middleware(
             CORSMiddleware,

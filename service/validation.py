@@ -24,7 +24,12 @@ def _image_error(exc: imaging.ImageError, what: str) -> ApiError:
 
 
 def check_image(
-    data: bytes, *, field: str, max_pixels: int, decode_slots: threading.BoundedSemaphore
+    data: bytes,
+    *,
+    field: str,
+    max_pixels: int,
+    decode_slots: threading.BoundedSemaphore,
+    max_frames: int | None = None,
 ) -> CheckedImage:
     """Validate one uploaded image; raises ApiError (413 over the limit, 422 unusable)."""
     if not data:
@@ -34,6 +39,13 @@ def check_image(
         imaging.check_pixels(info, max_pixels, field)
     except imaging.ImageError as exc:
         raise _image_error(exc, field) from exc
+    if max_frames is not None and info.n_frames > max_frames:  # from the header: before any decode
+        raise ApiError(
+            413,
+            "too_many_frames",
+            f"{field} has {info.n_frames} frames, over the limit of {max_frames}",
+            {"field": field, "frames": info.n_frames, "limit": max_frames},
+        )
     # a full decode is the only reliable truncation check for every format; bounded concurrency
     # keeps the API's memory use flat under a burst of large uploads
     with decode_slots:

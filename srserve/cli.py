@@ -18,6 +18,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "srserve.commands.burst",  # train-burst, eval-burst: multi-frame SR (model_store.burst)
     "srserve.commands.train_gan",  # train-gan: SRResNet -> SRGAN adversarial fine-tuning
     "srserve.commands.models",  # models add|list|remove: users' own checkpoints
+    "srserve.commands.keys",  # keys create|list|revoke: API keys (hashed in Redis)
 )
 
 

@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 import numpy as np
 from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
 
+from srserve import png16
+
 # Pillow's own bomb guard raises DecompressionBombError at 2x this; we enforce our configurable
 # limit before decoding, so switch Pillow's global off and never decode without probing first.
 Image.MAX_IMAGE_PIXELS = None
@@ -131,7 +133,27 @@ def decode(data: bytes, max_pixels: int) -> DecodedImage:
                 notes.append(f"EXIF orientation {orientation} applied")
     except (OSError, ValueError, SyntaxError, EOFError) as exc:
         raise CorruptImageError(f"the image data is truncated or corrupt ({exc})") from exc
-    return _to_arrays(img, info, icc if isinstance(icc, bytes) else None, notes)
+    icc = icc if isinstance(icc, bytes) else None
+    if info.format == "PNG" and info.n_frames == 1 and png16.is_deep_colour(data):
+        return _decode_png16(data, info, icc, orientation or 1, notes)
+    return _to_arrays(img, info, icc, notes)
+
+
+def _decode_png16(data: bytes, info: ImageInfo, icc: bytes | None, orientation: int, notes: list[str]) -> DecodedImage:
+    """16-bit RGB(A)/gray+alpha PNG at full precision (Pillow would keep only the high byte)."""
+    try:
+        values, ctype = png16.decode(data)
+    except png16.PngError as exc:
+        raise CorruptImageError(f"the image data is truncated or corrupt ({exc})") from exc
+    arr = png16.orient(values.astype(np.float32) / 65535.0, orientation)
+    if ctype == 4:  # gray + alpha
+        rgb, alpha = np.repeat(arr[..., :1], 3, axis=2), arr[..., 1]
+        notes.append("grayscale input: processed as RGB")
+    else:
+        rgb, alpha = arr[..., :3], (arr[..., 3] if ctype == 6 else None)
+    return DecodedImage(
+        np.ascontiguousarray(rgb), None if alpha is None else np.ascontiguousarray(alpha), 16, info.format, icc, notes
+    )
 
 
 def _to_arrays(img: Image.Image, info: ImageInfo, icc: bytes | None, notes: list[str]) -> DecodedImage:
@@ -207,17 +229,19 @@ def encode(
     params: dict[str, object] = {}
     if icc_profile:
         params["icc_profile"] = icc_profile
-    if fmt == "png" and bit_depth == 16 and alpha is None:
-        # Pillow writes 16-bit PNG only for single-channel images; write RGB48 through the
-        # per-channel path is not offered, so keep 16 bits for gray and say so for colour.
-        if np.allclose(rgb[..., 0], rgb[..., 1]) and np.allclose(rgb[..., 1], rgb[..., 2]):
-            gray16 = np.clip(np.rint(rgb[..., 0] * 65535.0), 0, 65535).astype(np.uint16)
-            img = Image.fromarray(gray16)
-            buf = io.BytesIO()
-            img.save(buf, format=pil_format, **params)
-            return buf.getvalue(), notes
-        notes.append("16-bit colour output written as 8-bit PNG")
-    elif bit_depth == 16:
+    if fmt == "png" and bit_depth == 16:
+        # Pillow writes 16-bit PNG only for single-channel images: gray goes through Pillow, colour
+        # and alpha through srserve.png16
+        if alpha is not None or not (
+            np.allclose(rgb[..., 0], rgb[..., 1]) and np.allclose(rgb[..., 1], rgb[..., 2])
+        ):
+            return png16.encode(rgb, alpha, icc_profile), notes
+        gray16 = np.clip(np.rint(rgb[..., 0] * 65535.0), 0, 65535).astype(np.uint16)
+        img = Image.fromarray(gray16)
+        buf = io.BytesIO()
+        img.save(buf, format=pil_format, **params)
+        return buf.getvalue(), notes
+    if bit_depth == 16:
         notes.append(f"16-bit input written as 8-bit {fmt.upper()}")
     rgb8 = to_uint8(rgb)
     if alpha is not None:

@@ -18,6 +18,7 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+import redis
 from rq.command import parse_payload
 from rq.executions import Execution
 from rq.job import Job, JobStatus
@@ -59,6 +60,10 @@ class BatchingWorker(SimpleWorker):
         self._hb_stop = threading.Event()
         self._hb_thread: threading.Thread | None = None
         self._requeue_on_exit = False
+        # cold shutdown vs. a job thread finishing at that very moment: a job is either finalized by
+        # its thread or re-queued by the shutdown, never both (guarded by _finalize_lock)
+        self._finalizing: set[str] = set()
+        self._requeued: set[str] = set()
 
     # ---- RQ hooks ------------------------------------------------------------------------------
 
@@ -70,7 +75,12 @@ class BatchingWorker(SimpleWorker):
         self._ensure_heartbeat_thread()
         # Wait for a free slot before taking a job off the queue, so we never hold more than we can run.
         while not self._slots.acquire(timeout=1.0):
-            self.heartbeat()
+            try:
+                self.heartbeat()
+            except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError) as exc:
+                # Redis down while every slot is busy: keep the held jobs, wait for it (RQ's dequeue
+                # loop does the same); raising here would end the worker
+                log.warning("worker heartbeat failed, Redis unreachable: %s", exc)
             if self._stop_requested:
                 return None
         try:
@@ -96,6 +106,8 @@ class BatchingWorker(SimpleWorker):
             log.exception("job thread for %s crashed", job.id)
         finally:
             _current.worker = _current.job_id = None
+            with self._finalize_lock:
+                self._finalizing.discard(job.id)
             with self._held_lock:
                 self._held.pop(job.id, None)
                 idle = not self._held
@@ -103,6 +115,27 @@ class BatchingWorker(SimpleWorker):
             if idle:
                 self.set_state(WorkerStatus.IDLE)
             self._slots.release()
+
+    def _claim_finalization(self, job_id: str) -> bool:
+        """False when a cold shutdown already put this job back on its queue."""
+        with self._finalize_lock:
+            if job_id in self._requeued:
+                return False
+            self._finalizing.add(job_id)
+            return True
+
+    def _finalize_success(self, job: Job, queue: Queue, execution: Execution, return_value: Any) -> None:
+        if not self._claim_finalization(job.id):
+            # it finished just after being re-queued: keep the result, don't run it a second time
+            queue.remove(job.id)
+        super()._finalize_success(job, queue, execution, return_value)
+
+    def _finalize_failure(self, job: Job, queue: Queue, execution: Execution, exc_info: Any) -> None:
+        if not self._claim_finalization(job.id):
+            # interrupted by the cold shutdown that re-queued it: not a failure (no retry spent, no error)
+            log.info("job %s was re-queued at shutdown; its interruption is not recorded", job.id)
+            return
+        super()._finalize_failure(job, queue, execution, exc_info)
 
     def handle_job_failure(
         self, job: Job, queue: Queue, started_job_registry=None, exc_string="", execution=None
@@ -164,6 +197,10 @@ class BatchingWorker(SimpleWorker):
         with self._held_lock:
             held = list(self._held.values())
         for job, queue, execution in held:
+            with self._finalize_lock:
+                if job.id in self._finalizing:
+                    continue  # its thread is recording its outcome right now: nothing to re-queue
+                self._requeued.add(job.id)
             self.mark_stopping(job.id)
             try:
                 with self.connection.pipeline() as pipe:

@@ -5,9 +5,12 @@ permanent failures, and a blob sweep in its periodic maintenance. `srserve worke
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
+import signal
 import socket
+import threading
 import time
 import uuid
 from typing import Any
@@ -157,9 +160,43 @@ def run_worker(settings: WorkerSettings | None = None, *, burst: bool = False) -
         from worker.metrics import serve_metrics
 
         serve_metrics(settings.metrics_port, settings.metrics_host)
-    worker = build_worker(settings, connection)
+    level = logging.getLevelName(logging.getLogger().level)
     try:
-        worker.work(burst=burst, logging_level=logging.getLevelName(logging.getLogger().level))
+        while True:
+            worker = build_worker(settings, connection)
+            try:
+                worker.work(burst=burst, logging_level=level)
+            except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError) as exc:
+                log.warning("worker loop ended on a Redis error: %s", exc)
+            if burst or worker._shutdown_requested_date is not None:
+                break
+            # RQ's loop quits on some Redis errors (a timeout, a failed heartbeat between jobs):
+            # instead of exiting, wait for Redis and carry on as a fresh RQ worker
+            log.warning("worker loop ended without a stop request; reconnecting")
+            if not _wait_for_redis(connection):
+                break
+            with contextlib.suppress(redis.RedisError):
+                worker.register_death()  # our previous incarnation: frees a fixed worker name
     finally:
         ctx.engine.stop()
     return 0
+
+
+def _wait_for_redis(connection: redis.Redis) -> bool:
+    """Ping with back-off until Redis answers (True) or SIGTERM/SIGINT arrives (False)."""
+    stop = threading.Event()
+    previous = {s: signal.signal(s, lambda *_: stop.set()) for s in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        wait = 1.0
+        while not stop.is_set():
+            try:
+                connection.ping()
+                return True
+            except redis.RedisError as exc:
+                log.warning("Redis unreachable (%s); retrying in %.0fs", exc, wait)
+                stop.wait(wait)
+                wait = min(wait * 2, 30.0)
+        return False
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)

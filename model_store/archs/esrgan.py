@@ -55,6 +55,8 @@ class RRDB(nn.Module):
 
 
 class RRDBNet(nn.Module):
+    supported_scales: tuple[int, ...] = (2, 4)  # with the default two up stages (x8 needs num_upsample=3)
+
     def __init__(
         self, *, scale: int, num_feat: int = 64, num_block: int = 23, num_grow_ch: int = 32, num_upsample: int = 2
     ) -> None:

@@ -54,9 +54,7 @@ class SRResNet(nn.Module):
         self.scale = scale
         self.head = nn.Sequential(nn.Conv2d(num_ch, num_feat, 9, 1, 4), nn.PReLU(num_feat))
         self.body = nn.Sequential(*[_ResidualBlock(num_feat) for _ in range(num_block)])
-        self.body_tail = nn.Sequential(
-            nn.Conv2d(num_feat, num_feat, 3, 1, 1, bias=False), nn.BatchNorm2d(num_feat)
-        )
+        self.body_tail = nn.Sequential(nn.Conv2d(num_feat, num_feat, 3, 1, 1, bias=False), nn.BatchNorm2d(num_feat))
         self.upsample = _upsample_stages(scale, num_feat)
         self.conv_last = nn.Conv2d(num_feat, num_ch, 9, 1, 4)
         # theoretical radius in LR pixels (BN is affine at inference, so tiles with this overlap are exact)

@@ -70,9 +70,7 @@ class WindowAttention(nn.Module):
         self.num_heads = num_heads
         self.relative_position_bias_table = nn.Parameter(torch.zeros((2 * window_size - 1) ** 2, num_heads))
         nn.init.trunc_normal_(self.relative_position_bias_table, std=0.02)
-        self.register_buffer(
-            "relative_position_index", _relative_position_index(window_size), persistent=False
-        )
+        self.register_buffer("relative_position_index", _relative_position_index(window_size), persistent=False)
         self.qkv = nn.Linear(dim, dim * 3)
         self.proj = nn.Linear(dim, dim)
 
@@ -109,9 +107,7 @@ class Mlp(nn.Module):
 
 
 class SwinTransformerBlock(nn.Module):
-    def __init__(
-        self, *, dim: int, num_heads: int, window_size: int, shift_size: int, mlp_ratio: float
-    ) -> None:
+    def __init__(self, *, dim: int, num_heads: int, window_size: int, shift_size: int, mlp_ratio: float) -> None:
         super().__init__()
         self.window_size = window_size
         self.shift_size = shift_size
@@ -213,9 +209,7 @@ class SwinIR(nn.Module):
         self.norm = nn.LayerNorm(embed_dim)
         self.conv_after_body = nn.Conv2d(embed_dim, embed_dim, 3, 1, 1)
         if upsampler == "pixelshuffledirect":
-            self.upsample = nn.Sequential(
-                nn.Conv2d(embed_dim, 3 * scale * scale, 3, 1, 1), nn.PixelShuffle(scale)
-            )
+            self.upsample = nn.Sequential(nn.Conv2d(embed_dim, 3 * scale * scale, 3, 1, 1), nn.PixelShuffle(scale))
         elif upsampler == "pixelshuffle":
             self.conv_before_upsample = nn.Sequential(
                 nn.Conv2d(embed_dim, num_feat, 3, 1, 1), nn.LeakyReLU(inplace=True)

@@ -151,9 +151,11 @@ class BurstTrainer:
         target = b.hr[..., m * s : (m + a.patch) * s, m * s : (m + a.patch) * s]
         return frames, b.shifts.to(self.device), target, b.outlier
 
-    def _loss(self) -> torch.Tensor:
+    def _loss(self, batch: tuple[torch.Tensor, ...] | None = None, held_out: int | None = None) -> torch.Tensor:
+        """One step's loss on a fresh synthetic batch (or `batch`, a `_burst()` result; `held_out`
+        fixes the self-supervised target frame: both for tests)."""
         a = self.args
-        frames, true_shifts, hr, _ = self._burst()
+        frames, true_shifts, hr, _ = batch if batch is not None else self._burst()
         if a.supervision == "supervised":
             shifts = true_shifts + SHIFT_JITTER * torch.randn(true_shifts.shape, generator=self.gen).to(self.device)
             shifts[:, 0] = 0.0
@@ -165,7 +167,7 @@ class BurstTrainer:
         shifts = register_burst(frames, reject=False).shifts
         frames, _ = normalize_exposure(frames, shifts)
         k = frames.shape[1]
-        j = int(torch.randint(1, k, (1,), generator=self.gen))
+        j = held_out if held_out is not None else int(torch.randint(1, k, (1,), generator=self.gen))
         keep = [i for i in range(k) if i != j]
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.amp):
             pred = self.module(frames[:, keep], shifts[:, keep], None)

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, File, Form, Response, UploadFile
+from fastapi import APIRouter, File, Form, Header, Request, Response, UploadFile
 from fastapi.concurrency import run_in_threadpool
 
 from model_store.card import UnknownModelError, UnsupportedScaleError
+from service.auth import principal_of
 from service.deps import Services, ServicesDep
 from service.errors import ApiError, error_responses
+from service.idempotency import REPLAYED_HEADER, fingerprint
 from service.jobstore import Submission
 from service.validation import check_image, check_output_size, check_reference
 from srserve.schemas import JobView, OutputFormat
@@ -21,10 +23,11 @@ router = APIRouter(prefix="/v1", tags=["jobs"])
     "/upscale",
     status_code=202,
     response_model=JobView,
-    responses=error_responses(413, 422, 503),
+    responses=error_responses(409, 413, 422, 503),
 )
 async def upscale(
     services: ServicesDep,
+    request: Request,
     response: Response,
     image: Annotated[
         UploadFile, File(description="the low-resolution image (PNG, JPEG, WebP, BMP, GIF, TIFF)")
@@ -37,14 +40,35 @@ async def upscale(
         UploadFile | None, File(description="optional ground-truth high-resolution image, scale x the input")
     ] = None,
     format: Annotated[OutputFormat, Form(description="output image format")] = "png",
+    idempotency_key: Annotated[
+        str | None,
+        Header(alias="Idempotency-Key", min_length=1, max_length=255,
+               description="retries with the same key and request return the same job"),
+    ] = None,
 ) -> JobView:
     """Submit an image for super-resolution; answers 202 with the job and its Location."""
     image_bytes = await image.read()
     reference_bytes = await reference.read() if reference is not None else None
+    principal = principal_of(request)
+
+    def submit() -> JobView:
+        return _submit(services, image_bytes, reference_bytes, scale, model or None, format, principal.owner)
+
     try:
-        view = await run_in_threadpool(
-            _submit, services, image_bytes, reference_bytes, scale, model or None, format
-        )
+        if idempotency_key is None:
+            view = await run_in_threadpool(submit)
+        else:
+            fields = {"scale": scale, "model": model or None, "format": format}
+            view, replayed = await run_in_threadpool(
+                services.idempotency.submit_once,
+                principal.scope_id,
+                idempotency_key,
+                fingerprint(fields, [image_bytes, reference_bytes]),
+                submit,
+                lambda job_id: services.jobs.find_view(job_id, principal.owner),
+            )
+            if replayed:
+                response.headers[REPLAYED_HEADER] = "true"
     except ApiError as exc:
         services.metrics.uploads_rejected.labels(exc.code).inc()
         raise
@@ -53,7 +77,13 @@ async def upscale(
 
 
 def _submit(
-    services: Services, image: bytes, reference: bytes | None, scale: int, model: str | None, fmt: str
+    services: Services,
+    image: bytes,
+    reference: bytes | None,
+    scale: int,
+    model: str | None,
+    fmt: str,
+    owner: str | None = None,
 ) -> JobView:
     settings = services.settings
     try:
@@ -63,7 +93,11 @@ def _submit(
     except UnsupportedScaleError as exc:
         raise ApiError(422, "unsupported_scale", exc.message, {"supported_scales": exc.scales}) from exc
     checked = check_image(
-        image, field="image", max_pixels=settings.max_input_pixels, decode_slots=services.decode_slots
+        image,
+        field="image",
+        max_pixels=settings.max_input_pixels,
+        decode_slots=services.decode_slots,
+        max_frames=settings.max_frames,
     )
     if checked.frames > settings.max_frames:
         raise ApiError(
@@ -91,6 +125,7 @@ def _submit(
             width=checked.width,
             height=checked.height,
             frames=checked.frames,
+            owner=owner,
         )
     )
     services.metrics.jobs_submitted.labels(card.name).inc()

@@ -2,18 +2,29 @@
 
 from __future__ import annotations
 
+import io
+import os
 import pickle
 import re
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
+import numpy as np
 import pytest
 import torch
+from PIL import Image
 from safetensors.torch import save_file
 
 from model_store.card import Catalog
 from model_store.registry import create_model, load_descriptor
 from model_store.user_models import UserModelError, add_model, detect, list_models, remove_model
 from srserve.cli import main as cli_main
+from tests.conftest import LIVE_LIMITS, REPO_ROOT, START_TIMEOUT_S, LiveService, _stop, free_port
 
 RRDB_ARGS = {"num_feat": 16, "num_block": 2, "num_grow_ch": 8}
 
@@ -229,3 +240,99 @@ def test_cli_add_list_remove(tmp_path: Path, capsys: pytest.CaptureFixture[str])
     assert "already taken" in capsys.readouterr().out
     assert cli_main(["models", "remove", "cli_net", "--models-dir", models]) == 0
     assert not (tmp_path / "m" / "cli_net.json").exists()
+
+
+# ---- end to end: a user's third-party checkpoint served by the real API + worker processes --------
+
+
+@pytest.fixture(scope="module")
+def user_model_service(
+    redis_url: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[tuple[LiveService, torch.nn.Module]]:
+    """api + worker processes started like `live_service`, with SRSERVE_MODELS_DIR holding one
+    RRDBNet added by `srserve models add` (the catalog is read at start-up)."""
+    root = tmp_path_factory.mktemp("user_models_live")
+    net = _rrdb(4)
+    src = root / "thirdparty_x4.pth"
+    torch.save(net.state_dict(), src)
+    models = root / "models"
+    assert cli_main(["models", "add", str(src), "--name", "thirdparty_rrdb", "--models-dir", str(models)]) == 0
+
+    port, metrics_port = free_port(), free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SRSERVE_") or k == "SRSERVE_DATA_DIR"}
+    env.update(
+        {
+            "REDIS_URL": redis_url,
+            "SRSERVE_QUEUE_NAME": f"test-user-models-{uuid.uuid4().hex[:8]}",
+            "SRSERVE_BLOB_DIR": str(root / "blobs"),
+            "SRSERVE_MODELS_DIR": str(models),
+            "SRSERVE_DEVICE": "cpu",
+            "SRSERVE_METRICS_PORT": str(metrics_port),
+            "SRSERVE_METRICS_HOST": "127.0.0.1",
+            "SRSERVE_LOG_FORMAT": "text",
+            **LIVE_LIMITS,
+        }
+    )
+    live = LiveService(
+        base_url=f"http://127.0.0.1:{port}",
+        redis_url=redis_url,
+        queue_name=env["SRSERVE_QUEUE_NAME"],
+        blob_dir=root / "blobs",
+        worker_metrics_url=f"http://127.0.0.1:{metrics_port}/metrics",
+        env=env,
+        logs={"worker": root / "worker.log", "api": root / "api.log"},
+    )
+    cli = [sys.executable, "-m", "srserve.cli"]
+    commands = {
+        "worker": [*cli, "worker", "--name", f"test-user-models-{uuid.uuid4().hex[:6]}"],
+        "api": [*cli, "api", "--host", "127.0.0.1", "--port", str(port)],
+    }
+    try:
+        for name, cmd in commands.items():
+            with live.logs[name].open("wb") as log_file:
+                live.procs[name] = subprocess.Popen(
+                    cmd, cwd=REPO_ROOT, env=env, stdout=log_file, stderr=subprocess.STDOUT
+                )
+        deadline = time.monotonic() + START_TIMEOUT_S
+        while True:
+            for name, proc in live.procs.items():
+                assert proc.poll() is None, f"{name} exited:\n{live.log_tail(name)}"
+            try:
+                if httpx.get(f"{live.base_url}/readyz", timeout=2).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            assert time.monotonic() < deadline, f"service not ready:\n{live.log_tail('worker')}"
+            time.sleep(0.2)
+        yield live, net
+    finally:
+        for proc in live.procs.values():
+            _stop(proc)
+
+
+@pytest.mark.slow
+def test_user_model_served_end_to_end(user_model_service: tuple[LiveService, torch.nn.Module]) -> None:
+    live, net = user_model_service
+    rng = np.random.default_rng(0)
+    lr = rng.integers(0, 256, size=(16, 20, 3), dtype=np.uint8)
+    buf = io.BytesIO()
+    Image.fromarray(lr).save(buf, format="PNG")
+    with live.client() as c:
+        listed = {m["name"]: m for m in c.get("/v1/models").json()["models"]}
+        assert listed["thirdparty_rrdb"]["source"] == "user"
+        assert listed["thirdparty_rrdb"]["architecture"] == "esrgan"
+        resp = c.post(
+            "/v1/upscale",
+            files={"image": ("in.png", buf.getvalue(), "image/png")},
+            data={"model": "thirdparty_rrdb", "scale": "4"},
+        )
+        assert resp.status_code == 202, resp.text
+        job = live.wait_for(resp.json()["id"], {"succeeded", "failed"}, timeout=120)
+        assert job["status"] == "succeeded", job
+        out = np.asarray(Image.open(io.BytesIO(c.get(job["result"]["url"]).content)).convert("RGB"))
+    assert out.shape == (64, 80, 3)
+    with torch.no_grad():
+        x = torch.from_numpy(lr).permute(2, 0, 1)[None].float() / 255.0
+        expected = (net(x).clamp(0, 1)[0].permute(1, 2, 0).numpy() * 255.0).round()
+    # the worker may tile or batch: allow one 8-bit level of difference
+    assert np.abs(out.astype(np.float64) - expected).max() <= 1.0
