@@ -300,7 +300,10 @@ def _detect_y_cnn(state: dict[str, torch.Tensor], scale: int | None) -> Detectio
     if "deconv.weight" in state:
         d, s = convs[0].shape[0], convs[1].shape[0]
         m = sum(1 for w in convs if tuple(w.shape) == (s, s, 3, 3))
-        return Detection("fsrcnn", _needs_scale("fsrcnn", scale), {"d": d, "s": s, "m": m}, state, "FSRCNN")
+        return Detection(
+            "fsrcnn", _needs_scale("fsrcnn", scale), {"d": d, "s": s, "m": m, "residual": True}, state,
+            "FSRCNN (bicubic skip assumed, as ours)",
+        )
     if set(state) - {k for k in state if k.startswith("body.")}:
         return None
     if len(convs) == 3 and convs[0].shape[-1] == 5 and convs[2].shape[0] > 1:

@@ -75,23 +75,31 @@ class GuardMiddleware:
             await self.app(scope, receive, send)
             return
 
-        created = False
+        settled = False  # the reservation is either kept (a job was made) or refunded, once
+
+        async def settle(created: bool) -> None:
+            nonlocal settled
+            if settled:
+                return
+            settled = True
+            if created or principal.key is None:
+                return
+            try:  # the request made no job: the quota it reserved goes back
+                await to_thread.run_sync(self.quota.refund, principal.key.key_id, reserved)
+            except redis.RedisError:
+                log.warning("could not refund the quota of key %s", principal.key.key_id)
 
         async def watching_send(message: Message) -> None:
-            nonlocal created
             if message["type"] == "http.response.start":
                 replayed = any(k.lower() == b"idempotent-replayed" for k, _ in message.get("headers", []))
-                created = 200 <= int(message["status"]) < 300 and not replayed
+                # settled before the client sees the answer, so its next request sees the refund
+                await settle(200 <= int(message["status"]) < 300 and not replayed)
             await send(message)
 
         try:
             await self.app(scope, receive, watching_send)
         finally:
-            if not created and principal.key is not None:
-                try:  # the request made no job: the quota it reserved goes back
-                    await to_thread.run_sync(self.quota.refund, principal.key.key_id, reserved)
-                except redis.RedisError:
-                    log.warning("could not refund the quota of key %s", principal.key.key_id)
+            await settle(False)  # no answer started (an exception): no job was made
 
     def _admit(self, token: str | None, submitting: bool) -> tuple[Principal, float | None]:
         """Who is calling, and (for a submission counted against a quota) when its quota was taken."""

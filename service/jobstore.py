@@ -68,6 +68,9 @@ class Submission:
     frames: int
     reference: bytes | None = None
     owner: str | None = None  # API key id: only that key sees the job
+    kind: str = "single"
+    burst_frames: list[bytes] | None = None  # burst: every frame (then `image` is frame 0)
+    reference_frame: int = 0
 
 
 class JobStore:
@@ -81,21 +84,25 @@ class JobStore:
 
     def submit(self, sub: Submission) -> JobView:
         job_id = new_job_id()
-        keys = [jobspec.input_key(job_id, 0)]
+        blobs = sub.burst_frames if sub.burst_frames else [sub.image]
+        keys = [jobspec.input_key(job_id, i) for i in range(len(blobs))]
         ref_key = jobspec.reference_key(job_id) if sub.reference is not None else None
         payload = jobspec.UpscalePayload(
             job_id=job_id,
+            kind=sub.kind,  # type: ignore[arg-type]
             model=sub.model,
             scale=sub.scale,
             format=sub.format,  # type: ignore[arg-type]
             input_keys=keys,
             reference_key=ref_key,
+            reference_frame=sub.reference_frame,
             input=jobspec.InputInfo(width=sub.width, height=sub.height, frames=sub.frames),
             submitted_at=time.time(),
         )
         # blobs first: the worker may dequeue the job the instant it exists
         try:
-            self.store.put(keys[0], sub.image)
+            for key, blob in zip(keys, blobs, strict=True):
+                self.store.put(key, blob)
             if ref_key and sub.reference is not None:
                 self.store.put(ref_key, sub.reference)
         except OSError as exc:  # full disk, unreachable bucket: the server's problem, not the client's

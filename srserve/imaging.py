@@ -49,6 +49,10 @@ class CorruptImageError(ImageError):
     code = "corrupt_image"
 
 
+class MetadataTooLargeError(ImageError):
+    code = "metadata_too_large"  # a text/metadata chunk inflating past Pillow's safety limit
+
+
 class ImageTooLargeError(ImageError):
     code = "image_too_large"
     http_status = 413
@@ -96,6 +100,8 @@ def probe(data: bytes) -> ImageInfo:
             warnings.simplefilter("ignore")
             img = Image.open(io.BytesIO(data))
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as exc:
+        if "decompressed data too large" in str(exc).lower():  # Pillow's cap on compressed text chunks
+            raise MetadataTooLargeError("a metadata chunk of the image is over the size limit") from exc
         raise NotAnImageError("the file is not an image in a supported format") from exc
     if img.format not in INPUT_FORMATS:
         raise NotAnImageError(f"image format {img.format} is not supported")

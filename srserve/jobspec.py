@@ -61,6 +61,7 @@ class UpscalePayload(BaseModel):
     format: OutputFormat = "png"
     input_keys: list[str] = Field(min_length=1)
     reference_key: str | None = None
+    reference_frame: int = Field(default=0, ge=0, description="burst: the frame the output is aligned to")
     input: InputInfo
     submitted_at: float  # epoch seconds: queue wait is measured from here
 

@@ -112,9 +112,13 @@ class BatchingWorker(SimpleWorker):
                 self._held.pop(job.id, None)
                 idle = not self._held
             self.stopping_job_ids.discard(job.id)
-            if idle:
-                self.set_state(WorkerStatus.IDLE)
-            self._slots.release()
+            try:
+                if idle:
+                    self.set_state(WorkerStatus.IDLE)
+            except redis.RedisError as exc:  # Redis down: the state is cosmetic, the slot is not
+                log.warning("could not set the worker state: %s", exc)
+            finally:
+                self._slots.release()
 
     def _claim_finalization(self, job_id: str) -> bool:
         """False when a cold shutdown already put this job back on its queue."""

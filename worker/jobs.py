@@ -24,8 +24,9 @@ from model_store.card import Catalog
 from srserve import imaging, jobspec
 from srserve.blobstore import BlobNotFoundError, BlobStore, make_blob_store
 from srserve.logging_setup import current_job_id
-from srserve.schemas import JobMetrics, Timings
-from worker import pipeline
+from srserve.schemas import FrameReport, JobMetrics, Timings
+from worker import durable, pipeline
+from worker.burst import BurstDescriptorCache
 from worker.engine import (
     BatchPolicy,
     EngineConfig,
@@ -71,6 +72,13 @@ class WorkerContext:
     descriptors: pipeline.DescriptorCache
     metrics: WorkerMetrics
     engine: InferenceEngine
+    _burst: BurstDescriptorCache | None = None
+
+    @property
+    def burst_descriptors(self) -> BurstDescriptorCache:
+        if self._burst is None:
+            self._burst = BurstDescriptorCache(self.catalog, self.device)
+        return self._burst
 
 
 def build_engine(settings: WorkerSettings, device: str, metrics: EngineMetrics | None) -> InferenceEngine:
@@ -183,11 +191,19 @@ def execute_upscale(
     timings: dict[str, float] = {}
     notes: list[str] = []
     state.check()
+    committed = durable.committed_outcome(ctx.store, spec.job_id)
+    if committed is not None:  # an earlier attempt finished but could not report it: same answer
+        log.info("job %s was completed by an earlier attempt; returning its stored outcome", spec.job_id)
+        return committed
     state.progress(0.02, "decode")
 
     with _timed(timings, "decode", ctx):
-        data = _get_blob(ctx.store, spec.input_keys[0], "input image")
-        image = pipeline.decode(data, settings.max_input_pixels)
+        frames = [
+            pipeline.decode(_get_blob(ctx.store, key, f"frame {i}"), settings.max_input_pixels, f"frame {i}")
+            for i, key in enumerate(spec.input_keys)
+        ]
+        # a single image is a burst of one; a burst's output is aligned to its reference frame
+        image = frames[spec.reference_frame] if spec.kind == "burst" else frames[0]
         reference = None
         if spec.reference_key:
             ref_bytes = _get_blob(ctx.store, spec.reference_key, "reference image")
@@ -202,11 +218,18 @@ def execute_upscale(
         card = ctx.catalog.get(spec.model)
     except KeyError as exc:
         raise pipeline.ModelUnavailableError(f"model {spec.model!r} is not installed on this worker") from exc
+    frame_reports: list[FrameReport] | None = None
     with _timed(timings, "inference", ctx):
-        descriptor = _load(ctx, card, spec.scale)
-        out_rgb, engine_stats = _infer(ctx, descriptor, image.rgb, state)
+        if spec.kind == "burst":
+            out_rgb, frame_reports = _infer_burst(ctx, card, spec, [f.rgb for f in frames])
+            engine_stats = EngineStats(tiles=1, max_batch=1)
+            if any(f.alpha is not None for f in frames):
+                notes.append("burst: alpha channels ignored")
+        else:
+            descriptor = _load(ctx, card, spec.scale)
+            out_rgb, engine_stats = _infer(ctx, descriptor, image.rgb, state)
         out_alpha = None
-        if image.alpha is not None:
+        if image.alpha is not None and spec.kind != "burst":
             out_alpha = pipeline.upscale_alpha(image.alpha, spec.scale)
             notes.append("alpha channel upscaled with bicubic")
     ctx.metrics.inference.labels(spec.model).observe(timings["inference"])
@@ -236,9 +259,6 @@ def execute_upscale(
         ctx.store.put(key, encoded, imaging.content_type(spec.format))
     except OSError as exc:
         raise pipeline.StorageFailedError(f"could not store the result: {exc}") from exc
-    # inputs are not needed once the result exists; whatever is left goes with the job's expiry
-    for input_key in [*spec.input_keys, *([spec.reference_key] if spec.reference_key else [])]:
-        _delete_quietly(ctx.store, input_key)
 
     out_h, out_w = out_rgb.shape[:2]
     finished = time.time()
@@ -261,6 +281,7 @@ def execute_upscale(
         weights_sha256=card.weights_sha256,
         batch_size=engine_stats.max_batch,
         tiles=engine_stats.tiles,
+        frames=frame_reports,
         notes=notes,
     )
     ctx.metrics.processed.labels(spec.model).inc()
@@ -279,7 +300,7 @@ def execute_upscale(
         out_h,
         finished - received,
     )
-    return jobspec.JobOutcome(
+    outcome = jobspec.JobOutcome(
         result=jobspec.StoredResult(
             key=key,
             width=out_w,
@@ -290,6 +311,14 @@ def execute_upscale(
         ),
         metrics=metrics,
     )
+    try:  # committed before the inputs go: a re-run (success not recorded) returns this
+        durable.commit(ctx.store, spec.job_id, outcome)
+    except OSError as exc:
+        raise pipeline.StorageFailedError(f"could not store the job outcome: {exc}") from exc
+    # inputs are not needed once the result exists; whatever is left goes with the job's expiry
+    for input_key in [*spec.input_keys, *([spec.reference_key] if spec.reference_key else [])]:
+        _delete_quietly(ctx.store, input_key)
+    return outcome
 
 
 def _infer(
@@ -309,6 +338,26 @@ def _infer(
         raise pipeline.OutOfMemoryError(str(exc)) from exc
     except Exception as exc:  # a broken batch: transient by default (RQ retries)
         raise pipeline.InferenceFailedError(f"{descriptor.name} failed: {exc}") from exc
+
+
+def _infer_burst(
+    ctx: WorkerContext, card: Any, spec: jobspec.UpscalePayload, frames: list[Any]
+) -> tuple[Any, list[FrameReport]]:
+    """Burst fusion runs whole on the device thread, between tile batches."""
+    from worker.burst import run_burst
+
+    if card.kind != "burst":
+        raise pipeline.InvalidPayloadError(f"model {card.name!r} is not a burst model")
+    try:
+        out, reports = ctx.engine.run_exclusive(
+            lambda: run_burst(card, frames, spec.scale, spec.reference_frame, cache=ctx.burst_descriptors)
+        )  # type: ignore[misc]
+    except pipeline.JobError:
+        raise
+    except Exception as exc:
+        raise pipeline.InferenceFailedError(f"{card.name} failed: {exc}") from exc
+    fields = set(FrameReport.model_fields)
+    return out, [FrameReport(**{k: v for k, v in r.items() if k in fields}) for r in reports]
 
 
 def _load(ctx: WorkerContext, card: Any, scale: int) -> Any:

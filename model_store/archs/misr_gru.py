@@ -14,8 +14,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from model_store.fast_resize import imresize_torch_cached
 from model_store.registry import register_arch
-from model_store.resize import imresize_torch
 
 
 class ResBlock(nn.Module):
@@ -74,7 +74,7 @@ class MISRGRU(nn.Module):
             total = total + wi
         fused = acc / total.clamp(min=1e-6)
         out = self.upsample(self.decoder(fused))
-        return imresize_torch(frames[:, 0].float(), scale=float(self.scale)) + out.float()
+        return imresize_torch_cached(frames[:, 0].float(), scale=float(self.scale)) + out.float()
 
 
 @register_arch("misr_gru", channels="rgb", kind="burst")

@@ -1,14 +1,15 @@
 """Evaluate burst models on bursts synthesised from the benchmark sets, and build the result tables.
 
     python -m model_store.burst.evaluate_burst --models burst_shift_add,shift_pool_x4 --sets Set14,BSD100 \
-        --k-table 1,2,4,8,16 --outlier --weights runs/ --device cuda --markdown model_store/BURST_RESULTS.md
+        --k-table 1,2,4,8,16 --weights runs/ --device cuda --markdown tables.md
 
 Protocol: for image n of a set (../shared/data/eval/<set>/x<s>/*_HR.png), one burst of `max(K)` frames
 is synthesised with seed `seed + n` (model_store.burst.synth: shifts uniform in +-2 LR px, noise
 sigma 2/255 by default, 8-bit frames); a K-frame burst is its first K frames, so a bigger K only adds
-frames. The outlier variant uses the same seed with one frame (not the reference) replaced by an
-outlier. Bursts go through `BurstDescriptor` (registration, rejection, exposure normalisation) like
-a job; single-image models (bicubic, `Catalog().default_for(scale)`) see the reference frame.
+frames. The outlier variant is the same bursts with one of frames 1..K-1 replaced by an outlier
+(unrelated content or a gross misalignment). Bursts go through `BurstDescriptor` (registration,
+rejection, exposure normalisation) like a job; single-image models (bicubic,
+`Catalog().default_for(scale)`) see the reference frame.
 PSNR/SSIM as the single-image tables (Y BT.601, shave = scale, 8-bit output).
 """
 
@@ -39,6 +40,7 @@ log = logging.getLogger(__name__)
 EVAL_SEED = 2024
 EVAL_NOISE = 2.0 / 255.0
 EVAL_MAX_SHIFT = 2.0
+EVAL_FRAMES = 16  # every evaluation burst has 16 frames; a K-frame test uses the first K
 PROTOCOL = ("burst: first K of 16 synthesised frames (seed 2024 + image index, shifts +-2 LR px, noise 2/255, "
             "8-bit); Y BT.601, shave=scale")
 
@@ -65,11 +67,13 @@ def hr_images(dataset: str, scale: int) -> list[tuple[str, np.ndarray]]:
 
 
 @lru_cache(maxsize=16)
-def eval_bursts(dataset: str, scale: int, frames: int = 16, *, outlier: bool = False, seed: int = EVAL_SEED,
-                noise: float = EVAL_NOISE, limit: int | None = None) -> tuple[EvalBurst, ...]:
-    """The fixed evaluation bursts of a set (cached: every model and K reuses them)."""
+def eval_bursts(dataset: str, scale: int, frames: int = EVAL_FRAMES, *, outlier_below: int | None = None,
+                seed: int = EVAL_SEED, noise: float = EVAL_NOISE, limit: int | None = None) -> tuple[EvalBurst, ...]:
+    """The fixed evaluation bursts of a set (cached: every model and K reuses them). With
+    `outlier_below` = K, one of frames 1..K-1 is an outlier and everything else (shifts, noise) is
+    identical to the clean bursts, so the difference measures the outlier alone."""
     cfg = BurstConfig(frames=frames, scale=scale, max_shift=EVAL_MAX_SHIFT, noise_sigma=noise,
-                      outlier_prob=1.0 if outlier else 0.0)
+                      outlier_prob=1.0 if outlier_below else 0.0, outlier_below=outlier_below)
     bursts = []
     for n, (name, hr) in enumerate(hr_images(dataset, scale)[:limit]):
         t = torch.from_numpy(hr).permute(2, 0, 1)[None].float() / 255.0
@@ -144,7 +148,7 @@ def burst_tables(models: list[str], sets: list[str], *, scale: int = 4, frames: 
     'single') appear once per set (they see only the reference frame)."""
     catalog = Catalog.load(weights_dirs)
     ks = sorted(set(k_table or []) | {frames})
-    kmax = max(ks)
+    kmax = max(*ks, EVAL_FRAMES)
     scores: list[BurstScore] = []
     loaded: dict[str, BurstDescriptor | SRDescriptor] = {}
     for m in models:  # keyed by the resolved name: 'single' may well be bicubic
@@ -161,7 +165,7 @@ def burst_tables(models: list[str], sets: list[str], *, scale: int = 4, frames: 
                 scores.append(run_model(desc, clean, k, dataset=ds))
                 log.info("%s %s K=%d: %.2f dB (%.0f s)", m, ds, k, scores[-1].psnr_y, scores[-1].seconds)
             if outlier:
-                dirty = eval_bursts(ds, scale, frames, outlier=True, seed=seed, limit=limit)
+                dirty = eval_bursts(ds, scale, kmax, outlier_below=frames, seed=seed, limit=limit)
                 scores.append(run_model(desc, dirty, frames, dataset=ds, outlier=True))
                 log.info("%s %s K=%d + outlier: %.2f dB", m, ds, frames, scores[-1].psnr_y)
     return format_tables(scores, sets, frames, ks, scale), scores

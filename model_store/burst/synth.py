@@ -37,6 +37,7 @@ class BurstConfig:
     shot_noise: float = 0.0  # Poisson-like: variance += shot_noise * signal
     gain_range: float = 0.0  # exposure gain uniform in [1 - g, 1 + g] (frame 0 keeps 1)
     outlier_prob: float = 0.0  # per burst: probability that one frame (not 0) is an outlier
+    outlier_below: int | None = None  # the outlier's index is < this (evaluation: inside the first K frames)
     quantize: bool = True  # round to 8 bit like a camera's output
 
 
@@ -101,7 +102,8 @@ def synth_burst(hr: torch.Tensor, cfg: BurstConfig, seed: int | None = None,
     gains[:, 0] = 1.0
     outlier = torch.zeros(b, k, dtype=torch.bool)
     has_outlier = torch.rand(b, generator=gen) < cfg.outlier_prob
-    outlier_idx = torch.randint(1, max(k, 2), (b,), generator=gen)
+    hi = k if cfg.outlier_below is None else min(k, cfg.outlier_below)
+    outlier_idx = torch.randint(1, max(hi, 2), (b,), generator=gen)
     outlier_type = torch.randint(0, 2, (b,), generator=gen)  # 0: unrelated content, 1: misaligned
     big_shift = (torch.rand(b, 2, generator=gen, dtype=torch.float64) * 2 - 1) * 0.25 * min(hh, ww) / s
     big_angle = (torch.rand(b, generator=gen, dtype=torch.float64) * 12 + 8) * math.radians(1.0)

@@ -37,7 +37,7 @@ import torch
 from torch import nn
 
 from model_store.burst.descriptor import BurstDescriptor
-from model_store.burst.evaluate_burst import PROTOCOL, eval_bursts, run_model
+from model_store.burst.evaluate_burst import EVAL_FRAMES, PROTOCOL, eval_bursts, run_model
 from model_store.burst.fusion import normalize_exposure
 from model_store.burst.registration import register_burst
 from model_store.burst.synth import BurstConfig, degrade_shifted, synth_burst
@@ -201,7 +201,7 @@ class BurstTrainer:
 
     def evaluate(self, dataset: str, limit: int | None = None) -> tuple[float, float]:
         self.module.eval()
-        bursts = eval_bursts(dataset, self.args.scale, self.args.frames, limit=limit)
+        bursts = eval_bursts(dataset, self.args.scale, EVAL_FRAMES, limit=limit)  # the tables' bursts
         score = run_model(self.descriptor(), bursts, self.args.frames, dataset=dataset)
         self.module.train()
         return score.psnr_y, score.ssim_y
@@ -309,16 +309,21 @@ class BurstTrainer:
         if self.device.type == "cuda":  # card numbers reproducible on CPU: plain fp32
             torch.backends.cuda.matmul.allow_tf32 = False
             torch.backends.cudnn.allow_tf32 = False
-        results = []
-        for ds in [d for d in self.args.eval_sets.split(",") if d]:
-            psnr, ssim = self.evaluate(ds, self.args.eval_limit)
-            results.append(EvalResult(dataset=ds, scale=self.args.scale, psnr_y=round(psnr, 4), ssim_y=round(ssim, 5),
-                                      protocol=f"K={self.args.frames} " + PROTOCOL))
-            log.info("%s %s bursts K=%d: %.3f dB / %.4f", self.name, ds, self.args.frames, psnr, ssim)
+        # weights first: a missing eval set must not cost the training run
         weights = self.out / f"{self.name}.safetensors"
         tmp = weights.with_suffix(".tmp")
         save_file({k: v.detach().float().cpu().contiguous() for k, v in self.module.state_dict().items()}, str(tmp))
         os.replace(tmp, weights)
+        results = []
+        for ds in [d for d in self.args.eval_sets.split(",") if d]:
+            try:
+                psnr, ssim = self.evaluate(ds, self.args.eval_limit)
+            except FileNotFoundError as exc:
+                log.warning("skipping %s: %s", ds, exc)
+                continue
+            results.append(EvalResult(dataset=ds, scale=self.args.scale, psnr_y=round(psnr, 4), ssim_y=round(ssim, 5),
+                                      protocol=f"K={self.args.frames} " + PROTOCOL))
+            log.info("%s %s bursts K=%d: %.3f dB / %.4f", self.name, ds, self.args.frames, psnr, ssim)
         card = self.card(results, sha256_file(weights), self._recipe(command))
         (self.out / f"{self.name}.json").write_text(card.model_dump_json(indent=2) + "\n")
         log.info("wrote %s and %s.json", weights, self.name)

@@ -11,6 +11,7 @@ import argparse
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
+    # prefix_chars="+" and no -h: every option, --help included, is left for the module's own parser
     train = subparsers.add_parser("train-burst", add_help=False, prefix_chars="+",
                                   help="train a burst model (shift_pool, misr_gru) -> weights + model card")
     train.add_argument("args", nargs=argparse.REMAINDER)

@@ -11,7 +11,8 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -234,3 +235,16 @@ class Stack:
                     f"worker log:\n{self.log_tail('worker')}"
                 )
             time.sleep(0.2)
+
+
+@contextmanager
+def extra_api(root: Path, base_env: dict[str, str], redis_url: str, **overrides: str) -> Iterator[Stack]:
+    """One more `srserve api` process beside a running service (same Redis, queue and blobs unless
+    overridden): for settings the shared live service does not use (keys required, tiny limits)."""
+    stack = Stack(root=root, redis_url=redis_url, env={**base_env, **overrides})
+    root.mkdir(parents=True, exist_ok=True)
+    try:
+        stack.start_api()
+        yield stack
+    finally:
+        stack.stop_all()
