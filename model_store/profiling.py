@@ -13,9 +13,21 @@ def forward_any(module: nn.Module, x: torch.Tensor, scale: int) -> torch.Tensor:
 
 
 def flops_per_output_pixel(module: nn.Module, in_channels: int, scale: int, size: int = 24) -> int:
-    """2 x multiply-accumulates of every conv / transposed conv, per output pixel (bicubic pre-upsampling
-    and activations are not counted: they are a few operations per pixel)."""
+    """2 x multiply-accumulates of every conv / transposed conv / linear layer, plus window attention's
+    two matrix products (q k^T and attn v), per output pixel. Bicubic pre-upsampling, norms and
+    activations are not counted: they are a few operations per pixel."""
     macs = 0
+
+    def linear_hook(mod: nn.Module, inputs: tuple[torch.Tensor, ...], output: torch.Tensor) -> None:
+        nonlocal macs
+        assert isinstance(mod, nn.Linear)
+        macs += output.numel() // mod.out_features * mod.in_features * mod.out_features
+
+    def attention_hook(mod: nn.Module, inputs: tuple[torch.Tensor, ...], output: torch.Tensor) -> None:
+        # inputs[0]: (windows, tokens, dim); q k^T and attn v each cost tokens^2 * dim MACs per window
+        nonlocal macs
+        windows, tokens, dim = inputs[0].shape
+        macs += 2 * windows * tokens * tokens * dim
 
     def conv_hook(mod: nn.Module, inputs: tuple[torch.Tensor, ...], output: torch.Tensor) -> None:
         nonlocal macs
@@ -28,6 +40,10 @@ def flops_per_output_pixel(module: nn.Module, in_channels: int, scale: int, size
 
     handles = [m.register_forward_hook(conv_hook) for m in module.modules()
                if isinstance(m, nn.Conv2d | nn.ConvTranspose2d)]
+    handles += [m.register_forward_hook(linear_hook) for m in module.modules() if isinstance(m, nn.Linear)]
+    # window attention modules (SwinIR's WindowAttention) carry a relative position bias table
+    handles += [m.register_forward_hook(attention_hook) for m in module.modules()
+                if hasattr(m, "relative_position_bias_table")]
     try:
         device = next((p.device for p in module.parameters()), torch.device("cpu"))
         with torch.no_grad():

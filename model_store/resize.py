@@ -80,28 +80,15 @@ def imresize(img: np.ndarray, scale: float | None = None, size: tuple[int, int] 
     return out
 
 
-def imresize_torch(
-    x: torch.Tensor, scale: float | None = None, size: tuple[int, int] | None = None
-) -> torch.Tensor:
-    """The same resize on a (..., H, W) tensor, any device; weights in the tensor's dtype."""
-    import torch
+def imresize_torch(x: torch.Tensor, scale: float | None = None, size: tuple[int, int] | None = None) -> torch.Tensor:
+    """The same resize on a (..., H, W) tensor, any device; weights in the tensor's dtype.
 
-    h, w = x.shape[-2:]
-    oh, ow, sh, sw = _out_size(h, w, scale, size)
-    out = x
-    order = (-2, -1) if sh <= sw else (-1, -2)
-    for dim in order:
-        length, out_len, s = (h, oh, sh) if dim == -2 else (w, ow, sw)
-        weights_np, indices_np = contributions(length, out_len, s)
-        weights = torch.as_tensor(weights_np, dtype=out.dtype, device=out.device)
-        indices = torch.as_tensor(indices_np, device=out.device)
-        if dim == -2:
-            gathered = out[..., indices, :]  # (..., out_len, taps, W)
-            out = (gathered * weights[..., None]).sum(dim=-2)
-        else:
-            gathered = out[..., indices]  # (..., H, out_len, taps)
-            out = (gathered * weights).sum(dim=-1)
-    return out
+    The index/weight tables are cached per (shape, scale, device, dtype) in `model_store.fast_resize`:
+    copying them to a GPU on every call would stall the stream.
+    """
+    from model_store.fast_resize import imresize_torch_cached
+
+    return imresize_torch_cached(x, scale=scale, size=size)
 
 
 def degrade(hr: np.ndarray, scale: int) -> np.ndarray:

@@ -111,12 +111,7 @@ def _submit(
     owner: str | None = None,
 ) -> JobView:
     settings = services.settings
-    try:
-        card = services.catalog.resolve(model, scale)
-    except UnknownModelError as exc:
-        raise ApiError(422, "unknown_model", exc.message, {"valid_models": exc.valid}) from exc
-    except UnsupportedScaleError as exc:
-        raise ApiError(422, "unsupported_scale", exc.message, {"supported_scales": exc.scales}) from exc
+    card = _resolve(services, model, scale, "single")
     checked = check_image(
         image,
         field="image",
