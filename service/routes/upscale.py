@@ -56,9 +56,9 @@ async def upscale(
 ) -> JobView:
     """Submit an image (or a burst of frames) for super-resolution; answers 202 with the job."""
     if (image is None) == (not frames):
-        raise ApiError(
-            422, "invalid_request", "send exactly one of `image` (one file) or `frames` (a burst)", {"field": "image"}
-        )
+        message = "send exactly one of `image` (one file) or `frames` (a burst)"
+        # the same detail shape as FastAPI's own validation errors
+        raise ApiError(422, "invalid_request", message, [{"field": "image", "message": message}])
     limit = services.settings.max_frames
     if frames and not 2 <= len(frames) <= limit:
         raise ApiError(
