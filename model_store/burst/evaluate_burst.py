@@ -226,13 +226,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
-    torch.set_grad_enabled(False)
+    if not logging.getLogger().handlers:  # `srserve eval-burst` has configured logging already
+        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     ks = [int(k) for k in args.k_table.split(",") if k.strip()]
-    text, _ = burst_tables([m.strip() for m in args.models.split(",") if m.strip()],
-                           [s.strip() for s in args.sets.split(",") if s.strip()], scale=args.scale,
-                           frames=args.frames, k_table=ks, outlier=not args.no_outlier, weights_dirs=args.weights,
-                           device=args.device, limit=args.limit, seed=args.seed)
+    with torch.no_grad():  # scoped: main() also runs inside other processes (srserve eval-burst, tests)
+        text, _ = burst_tables([m.strip() for m in args.models.split(",") if m.strip()],
+                               [s.strip() for s in args.sets.split(",") if s.strip()], scale=args.scale,
+                               frames=args.frames, k_table=ks, outlier=not args.no_outlier,
+                               weights_dirs=args.weights, device=args.device, limit=args.limit, seed=args.seed)
     sys.stdout.write(text)
     if args.markdown:
         args.markdown.write_text(text)

@@ -22,10 +22,26 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--self-ensemble", action="store_true", help="x8 geometric self-ensemble")
     p.add_argument("--device", default="cpu", help="cpu, cuda, ... (default cpu)")
     p.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
+    p.add_argument(
+        "--burst",
+        type=int,
+        metavar="K",
+        help="burst model: evaluate on K-frame bursts synthesised from the set's HR images (fixed seed, "
+        "noise 2/255), beside bicubic and the best single-image model on the reference frame",
+    )
     p.set_defaults(handler=_handle)
 
 
 def _handle(args: argparse.Namespace) -> int:
+    if args.burst:
+        from model_store.burst.evaluate_burst import burst_tables
+
+        text, _ = burst_tables(
+            ["bicubic", "single", args.model], [args.dataset], scale=args.scale, frames=args.burst, k_table=[],
+            weights_dirs=args.weights, device=args.device,
+        )
+        print(text)
+        return 0
     from model_store.data import resolve_eval_pairs
     from model_store.evaluate import evaluate_pairs, load_for_eval
 
