@@ -12,11 +12,21 @@ from model_store.data import benchmark_pairs
 from model_store.metrics import bicubic_upscale_uint8, psnr, quality_y, ssim
 
 
-@pytest.mark.parametrize(("dataset", "scale", "paper_psnr", "paper_ssim"), _BICUBIC_TABLE)
-def test_bicubic_table(dataset: str, scale: int, paper_psnr: float, paper_ssim: float) -> None:
-    scores = [quality_y(bicubic_upscale_uint8(p.lr, scale), p.hr, shave=scale) for p in benchmark_pairs(dataset, scale)]
-    assert abs(np.mean([q.psnr_y for q in scores]) - paper_psnr) < 0.15
-    assert abs(np.mean([q.ssim_y for q in scores]) - paper_ssim) < 0.01
+@pytest.mark.parametrize(("dataset", "scale", "ours_psnr", "ours_ssim", "paper_psnr", "paper_ssim"), _BICUBIC_TABLE)
+def test_bicubic_table(
+    dataset: str, scale: int, ours_psnr: float, ours_ssim: float, paper_psnr: float | None, paper_ssim: float | None
+) -> None:
+    """Within 0.15 dB of the published table (the metric code is right), and the bicubic card holds
+    exactly what the metric code measures."""
+    pairs = benchmark_pairs(dataset, scale)
+    scores = [quality_y(bicubic_upscale_uint8(p.lr, scale), p.hr, shave=scale) for p in pairs]
+    mean_psnr = float(np.mean([q.psnr_y for q in scores]))
+    mean_ssim = float(np.mean([q.ssim_y for q in scores]))
+    if paper_psnr is not None:
+        assert abs(mean_psnr - paper_psnr) < 0.15
+    if paper_ssim is not None:
+        assert abs(mean_ssim - paper_ssim) < 0.01
+    assert abs(mean_psnr - ours_psnr) < 0.006 and abs(mean_ssim - ours_ssim) < 0.0006
 
 
 def test_bicubic_x8_pairs_near_published() -> None:
