@@ -199,9 +199,12 @@ class InferenceEngine:
 
     def _wait(self, work: _JobWork, progress: Callable[[float], None] | None) -> None:
         total = len(work.plan.tiles)
-        while not work.done.wait(timeout=0.25):
+        while True:
+            # checked before each wait too: a job canceled while queued drops its tiles at once
             if work.cancel():
                 work.fail(JobCanceled("job canceled"))
+                break
+            if work.done.wait(timeout=0.25):
                 break
             if progress:
                 progress((total - work.remaining) / total)
