@@ -37,7 +37,10 @@ class ComposeStack:
 def redis_test_url() -> str:
     base = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379").rstrip("/")
     base = re.sub(r"/\d+$", "", base)
-    return f"{base}/{int(os.environ.get('SRSERVE_TEST_REDIS_DB', '15'))}"
+    # A DB of its own, next to the suite's: the compose stack flushes it, and must not wipe the
+    # registrations of the session's live worker (tests/conftest.py) on SRSERVE_TEST_REDIS_DB.
+    db = (int(os.environ.get("SRSERVE_TEST_REDIS_DB", "9")) + 1) % 16
+    return f"{base}/{int(os.environ.get('SRSERVE_TEST_DEPLOY_REDIS_DB', db))}"
 
 
 def _process_env(service: LocalService) -> dict[str, str]:
