@@ -1,0 +1,13 @@
+#!/usr/bin/env bash
+# The CPU benchmarks recorded in bench/results/, in one go (needs a Redis: REDIS_URL or :6379).
+# Run on a quiet machine: every figure is relative to a baseline measured in the same run.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+PY=${PYTHON:-.venv/bin/python}
+# 1. ours vs OpenCV dnn_superres (needs: pip install opencv-contrib-python-headless)
+$PY -m srserve.cli --log-level WARNING bench anchors --tag cpu-anchors
+# 2. end to end through API + Redis + one worker vs RQ's stock SimpleWorker on no-op jobs
+$PY -m srserve.cli --log-level WARNING bench e2e --clients 1,8,64 --model bicubic --size 64 --jobs 256 --tag cpu-e2e
+# 3. naive vs pure vs engine per model (x4) on this CPU
+$PY -m srserve.cli --log-level WARNING bench models --device cpu --models bicubic,fsrcnn_x4,espcn_x4 \
+  --sizes 128,256,512,1920x1080 --seconds 1 --tag cpu-models
