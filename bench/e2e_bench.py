@@ -68,7 +68,8 @@ class Stack:
             "SRSERVE_LOG_FORMAT": "text",
             "SRSERVE_MAX_QUEUE_DEPTH": "100000",
         }
-        self.worker_env = {**self.env, "SRSERVE_DEVICE": "cpu", **worker_env}
+        # one intra-op thread: tiny jobs are overhead-bound and the API shares the cores
+        self.worker_env = {**self.env, "SRSERVE_DEVICE": "cpu", "SRSERVE_TORCH_THREADS": "1", **worker_env}
         self.procs: list[subprocess.Popen[bytes]] = []
 
     def __enter__(self) -> Stack:
