@@ -10,7 +10,9 @@ Retry-After and retries), polls GET /v1/jobs/{id} until terminal, downloads the 
 size. After D seconds no new job is started; in-flight jobs get --drain seconds to finish. A job
 is *lost* if it was accepted (202) but did not end `succeeded` (404, failed, canceled, or still
 pending after the drain). Writes a JSON report (--out, default bench/results/load_<time>.json).
-With --spawn it uses REDIS_URL (default redis://127.0.0.1:6379, DB 12), a fresh queue and blob dir.
+With --spawn it uses REDIS_URL (default redis://127.0.0.1:6379, DB 12), a fresh queue and blob dir
+(deleted at the end; job records expire after an hour). Transport errors (a keep-alive connection
+closed under the client) are counted; GETs are retried up to 3 times before a job counts as lost.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ import json
 import logging
 import os
 import random
+import shutil
 import socket
 import subprocess
 import sys
@@ -104,6 +107,7 @@ class Spawned:
             "SRSERVE_LOG_FORMAT": "text",
             "SRSERVE_JOBS_IN_FLIGHT": str(jobs_in_flight),
             "SRSERVE_PRELOAD_MODELS": "bicubic:2,bicubic:4,espcn_x4:4",
+            "SRSERVE_RESULT_TTL_S": "3600",  # the run's job records clean themselves up
         }
         cli = [sys.executable, "-m", "srserve.cli", "--log-level", "WARNING"]
         self.api = self._spawn("api", [*cli, "api", "--host", "127.0.0.1", "--port", str(self.port)])
@@ -137,16 +141,24 @@ class Spawned:
                 p.wait(timeout=60)
             except subprocess.TimeoutExpired:
                 p.kill()
+        shutil.rmtree(self.tmp / "blobs", ignore_errors=True)  # logs stay for a post-mortem
 
 
 async def _request(client: httpx.AsyncClient, stats: Stats, method: str, url: str, label: str,
                    **kw: Any) -> httpx.Response | None:
-    try:
-        resp = await client.request(method, url, **kw)
-    except httpx.TransportError as exc:
-        stats.transport_errors += 1
-        log.warning("%s %s: %s", method, label, exc)
-        return None
+    # GETs are retried on a transport error like any HTTP client would (a pooled keep-alive
+    # connection the server just closed); a POST is not: the caller decides (Idempotency-Key)
+    attempts = 3 if method == "GET" else 1
+    for attempt in range(attempts):
+        try:
+            resp = await client.request(method, url, **kw)
+            break
+        except httpx.TransportError as exc:
+            stats.transport_errors += 1
+            log.warning("%s %s: %s: %r", method, label, type(exc).__name__, exc)
+            if attempt == attempts - 1:
+                return None
+            await asyncio.sleep(0.2 * (attempt + 1))
     if resp.status_code >= 500 and resp.status_code != 503:
         stats.count(stats.server_errors, f"{method} {label} {resp.status_code}")
     return resp

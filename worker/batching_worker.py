@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -83,14 +84,20 @@ class BatchingWorker(SimpleWorker):
                 log.warning("worker heartbeat failed, Redis unreachable: %s", exc)
             if self._stop_requested:
                 return None
-        try:
-            result = super().dequeue_job_and_maintain_ttl(timeout, max_idle_time)
-        except BaseException:
-            self._slots.release()
-            raise
-        if result is None:
-            self._slots.release()
-        return result
+        while True:
+            try:
+                result = super().dequeue_job_and_maintain_ttl(timeout, max_idle_time)
+            except BaseException:
+                self._slots.release()
+                raise
+            if result is not None:
+                return result
+            # Burst mode (no timeout) and the queue looks empty: while we hold jobs, one of them may
+            # still put itself back (RQ Retry) — quitting now would strand it queued. Wait and look again.
+            if timeout is not None or self._stop_requested or not self.held_job_ids:
+                self._slots.release()
+                return None
+            time.sleep(0.05)
 
     def execute_job(self, job: Job, queue: Queue) -> None:
         execution = self.prepare_execution(job)
