@@ -153,11 +153,6 @@ class SRDescriptor:
     def name(self) -> str:
         return self.card.name
 
-    def to(self, device: torch.device | str) -> SRDescriptor:
-        self.device = torch.device(device)
-        self.module.to(self.device)
-        return self
-
     @torch.inference_mode()
     def __call__(self, rgb: torch.Tensor, dtype: torch.dtype | None = None) -> torch.Tensor:
         x = rgb.to(self.device, torch.float32)

@@ -3,6 +3,7 @@ live service: a real `srserve worker` process and a real `srserve api` (uvicorn)
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -116,15 +117,18 @@ LIVE_LIMITS = {
 }
 
 
-@pytest.fixture(scope="session")
-def live_service(redis_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveService]:
-    root = tmp_path_factory.mktemp("live")
+@contextlib.contextmanager
+def start_live_service(
+    redis_url: str, root: Path, extra_env: dict[str, str] | None = None, name: str = "test"
+) -> Iterator[LiveService]:
+    """A real `srserve worker` and `srserve api` on free ports, with their own queue and blob folder,
+    ready (/readyz 200) when this yields; both stopped on exit."""
     port, metrics_port = free_port(), free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("SRSERVE_") or k == "SRSERVE_DATA_DIR"}
     env.update(
         {
             "REDIS_URL": redis_url,
-            "SRSERVE_QUEUE_NAME": f"test-{uuid.uuid4().hex[:10]}",
+            "SRSERVE_QUEUE_NAME": f"{name}-{uuid.uuid4().hex[:10]}",
             "SRSERVE_BLOB_DIR": str(root / "blobs"),
             "SRSERVE_DEVICE": "cpu",
             "SRSERVE_METRICS_PORT": str(metrics_port),
@@ -132,6 +136,7 @@ def live_service(redis_url: str, tmp_path_factory: pytest.TempPathFactory) -> It
             "SRSERVE_LOG_FORMAT": "text",
             "SRSERVE_JOB_RETRIES": "2",
             **LIVE_LIMITS,
+            **(extra_env or {}),
         }
     )
     live = LiveService(
@@ -145,21 +150,21 @@ def live_service(redis_url: str, tmp_path_factory: pytest.TempPathFactory) -> It
     )
     cli = [sys.executable, "-m", "srserve.cli"]
     commands = {
-        "worker": [*cli, "worker", "--name", f"test-worker-{uuid.uuid4().hex[:6]}"],
+        "worker": [*cli, "worker", "--name", f"{name}-worker-{uuid.uuid4().hex[:6]}"],
         "api": [*cli, "api", "--host", "127.0.0.1", "--port", str(port)],
     }
     try:
-        for name, cmd in commands.items():
-            with live.logs[name].open("wb") as log:
-                live.procs[name] = subprocess.Popen(
+        for proc_name, cmd in commands.items():
+            with live.logs[proc_name].open("wb") as log:
+                live.procs[proc_name] = subprocess.Popen(
                     cmd, cwd=REPO_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT
                 )
         deadline = time.monotonic() + START_TIMEOUT_S
         while True:
-            for name, proc in live.procs.items():
+            for proc_name, proc in live.procs.items():
                 if proc.poll() is not None:
                     pytest.fail(
-                        f"{name} exited with {proc.returncode}:\n{live.log_tail(name)}", pytrace=False
+                        f"{proc_name} exited with {proc.returncode}:\n{live.log_tail(proc_name)}", pytrace=False
                     )
             try:
                 if httpx.get(f"{live.base_url}/readyz", timeout=2).status_code == 200:
@@ -177,6 +182,12 @@ def live_service(redis_url: str, tmp_path_factory: pytest.TempPathFactory) -> It
     finally:
         for proc in live.procs.values():
             _stop(proc)
+
+
+@pytest.fixture(scope="session")
+def live_service(redis_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveService]:
+    with start_live_service(redis_url, tmp_path_factory.mktemp("live")) as live:
+        yield live
 
 
 @pytest.fixture

@@ -3,17 +3,11 @@
 from __future__ import annotations
 
 import io
-import os
 import pickle
 import re
-import subprocess
-import sys
-import time
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
-import httpx
 import numpy as np
 import pytest
 import torch
@@ -24,7 +18,7 @@ from model_store.card import Catalog
 from model_store.registry import create_model, load_descriptor
 from model_store.user_models import UserModelError, add_model, detect, list_models, remove_model
 from srserve.cli import main as cli_main
-from tests.conftest import LIVE_LIMITS, REPO_ROOT, START_TIMEOUT_S, LiveService, _stop, free_port
+from tests.conftest import LiveService, start_live_service
 
 RRDB_ARGS = {"num_feat": 16, "num_block": 2, "num_grow_ch": 8}
 
@@ -258,56 +252,9 @@ def user_model_service(
     models = root / "models"
     assert cli_main(["models", "add", str(src), "--name", "thirdparty_rrdb", "--models-dir", str(models)]) == 0
 
-    port, metrics_port = free_port(), free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("SRSERVE_") or k == "SRSERVE_DATA_DIR"}
-    env.update(
-        {
-            "REDIS_URL": redis_url,
-            "SRSERVE_QUEUE_NAME": f"test-user-models-{uuid.uuid4().hex[:8]}",
-            "SRSERVE_BLOB_DIR": str(root / "blobs"),
-            "SRSERVE_MODELS_DIR": str(models),
-            "SRSERVE_DEVICE": "cpu",
-            "SRSERVE_METRICS_PORT": str(metrics_port),
-            "SRSERVE_METRICS_HOST": "127.0.0.1",
-            "SRSERVE_LOG_FORMAT": "text",
-            **LIVE_LIMITS,
-        }
-    )
-    live = LiveService(
-        base_url=f"http://127.0.0.1:{port}",
-        redis_url=redis_url,
-        queue_name=env["SRSERVE_QUEUE_NAME"],
-        blob_dir=root / "blobs",
-        worker_metrics_url=f"http://127.0.0.1:{metrics_port}/metrics",
-        env=env,
-        logs={"worker": root / "worker.log", "api": root / "api.log"},
-    )
-    cli = [sys.executable, "-m", "srserve.cli"]
-    commands = {
-        "worker": [*cli, "worker", "--name", f"test-user-models-{uuid.uuid4().hex[:6]}"],
-        "api": [*cli, "api", "--host", "127.0.0.1", "--port", str(port)],
-    }
-    try:
-        for name, cmd in commands.items():
-            with live.logs[name].open("wb") as log_file:
-                live.procs[name] = subprocess.Popen(
-                    cmd, cwd=REPO_ROOT, env=env, stdout=log_file, stderr=subprocess.STDOUT
-                )
-        deadline = time.monotonic() + START_TIMEOUT_S
-        while True:
-            for name, proc in live.procs.items():
-                assert proc.poll() is None, f"{name} exited:\n{live.log_tail(name)}"
-            try:
-                if httpx.get(f"{live.base_url}/readyz", timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert time.monotonic() < deadline, f"service not ready:\n{live.log_tail('worker')}"
-            time.sleep(0.2)
+    # the service's own queue, so the live_service fixture's worker never takes these jobs
+    with start_live_service(redis_url, root, {"SRSERVE_MODELS_DIR": str(models)}, name="test-user-models") as live:
         yield live, net
-    finally:
-        for proc in live.procs.values():
-            _stop(proc)
 
 
 @pytest.mark.slow
