@@ -202,6 +202,11 @@ def load_descriptor(
         module.load_state_dict(state, strict=True)
     module.eval().requires_grad_(False)
     dev = torch.device(device)
+    if dev.type == "cpu":
+        # PyTorch's CPU transposed conv takes a slow col2im path; the sub-pixel form is the same operator
+        from model_store.subpixel import convert_deconvs
+
+        convert_deconvs(module)
     module.to(dev)
     return SRDescriptor(
         card=card,

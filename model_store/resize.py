@@ -31,8 +31,9 @@ def _cubic(x: np.ndarray) -> np.ndarray:
 
 
 @lru_cache(maxsize=256)
-def contributions(in_length: int, out_length: int, scale: float) -> tuple[np.ndarray, np.ndarray]:
-    """(weights, indices), each (out_length, taps): MATLAB's `contributions()` with symmetric edges."""
+def raw_contributions(in_length: int, out_length: int, scale: float) -> tuple[np.ndarray, np.ndarray]:
+    """(weights, indices), each (out_length, taps): the kernel taps of every output pixel, with
+    0-based input indices *before* the symmetric border mirroring (they may be < 0 or >= in_length)."""
     antialias = scale < 1
     kernel_width = _CUBIC_SUPPORT / scale if antialias else _CUBIC_SUPPORT
     x = np.arange(1, out_length + 1, dtype=np.float64)
@@ -43,12 +44,18 @@ def contributions(in_length: int, out_length: int, scale: float) -> tuple[np.nda
     dist = u[:, None] - indices
     weights = scale * _cubic(dist * scale) if antialias else _cubic(dist)
     weights = weights / weights.sum(axis=1, keepdims=True)
-    # symmetric padding: mirror indices that fall outside [1, in_length]
-    aux = np.concatenate([np.arange(in_length), np.arange(in_length - 1, -1, -1)])
-    indices = aux[np.mod(indices - 1, 2 * in_length).astype(np.int64)]
     # drop all-zero tap columns (MATLAB does the same; saves work)
     keep = np.any(weights != 0, axis=0)
-    return weights[:, keep].astype(np.float64), indices[:, keep]
+    return weights[:, keep].astype(np.float64), (indices[:, keep] - 1).astype(np.int64)
+
+
+@lru_cache(maxsize=256)
+def contributions(in_length: int, out_length: int, scale: float) -> tuple[np.ndarray, np.ndarray]:
+    """(weights, indices), each (out_length, taps): MATLAB's `contributions()` with symmetric edges."""
+    weights, raw = raw_contributions(in_length, out_length, scale)
+    # symmetric padding: mirror indices that fall outside [0, in_length)
+    aux = np.concatenate([np.arange(in_length), np.arange(in_length - 1, -1, -1)])
+    return weights, aux[np.mod(raw, 2 * in_length)]
 
 
 def _out_size(

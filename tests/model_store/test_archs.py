@@ -82,12 +82,6 @@ def test_flops_match_hand_count() -> None:
     assert flops_per_output_pixel(create_model("srcnn", scale=3), 1, 3) == 2 * srcnn_macs
 
 
-@pytest.mark.parametrize("scale", [2.0, 3.0, 0.25, 1 / 3])
-def test_cached_resize_equals_shared_resize(scale: float) -> None:
-    x = torch.rand(2, 1, 17, 23)
-    assert torch.equal(imresize_torch_cached(x, scale=scale), imresize_torch(x, scale=scale))
-
-
 def test_vdsr_one_network_all_scales() -> None:
     module = create_model("vdsr", scale=2).eval()
     x = torch.rand(1, 1, 9, 7)

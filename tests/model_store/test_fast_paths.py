@@ -1,0 +1,80 @@
+"""The CPU fast paths compute the same operators: polyphase bicubic == MATLAB imresize (numpy), and
+the sub-pixel rewrite of a transposed convolution == the transposed convolution."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import load_file
+from torch import nn
+
+from model_store import fast_resize
+from model_store.card import Catalog
+from model_store.fast_resize import imresize_torch_cached
+from model_store.registry import arch_spec, load_descriptor
+from model_store.resize import imresize
+from model_store.subpixel import SubPixelDeconv, convert_deconvs
+
+
+@pytest.mark.parametrize("scale", [2.0, 3.0, 4.0, 8.0, 0.5, 1 / 3, 0.25, 0.125, 1.5])
+@pytest.mark.parametrize("size", [(1, 1), (3, 2), (9, 7), (40, 33)])
+def test_torch_resize_matches_matlab_numpy(scale: float, size: tuple[int, int]) -> None:
+    h, w = size
+    if scale < 1:  # integer downscales: sizes that divide
+        h, w = h * round(1 / scale), w * round(1 / scale)
+    img = np.random.default_rng(h * 131 + w).random((h, w, 3))
+    ref = imresize(img, scale=scale)
+    got = imresize_torch_cached(torch.from_numpy(img).permute(2, 0, 1).float(), scale=scale)
+    assert got.shape[-2:] == ref.shape[:2]
+    assert np.abs(got.permute(1, 2, 0).numpy() - ref).max() < 1e-5
+
+
+def test_integer_factors_take_the_polyphase_path() -> None:
+    # the fast path must really be used where it applies (and refuse what it cannot do exactly)
+    assert fast_resize._polyphase_plan(50, 200, 4.0) is not None
+    assert fast_resize._polyphase_plan(200, 50, 0.25) is not None
+    assert fast_resize._polyphase_plan(51, 77, 1.5) is None  # not an integer factor
+    assert fast_resize._polyphase_plan(1, 4, 4.0) is None  # mirroring would wrap: gather path
+
+
+@pytest.mark.parametrize(
+    ("c_in", "c_out", "kernel", "stride", "padding", "output_padding"),
+    [(56, 1, 9, 4, 4, 3), (56, 1, 9, 3, 4, 2), (56, 1, 9, 2, 4, 1),  # FSRCNN x4 / x3 / x2
+     (64, 64, 4, 2, 1, 0), (1, 1, 4, 2, 1, 0),  # LapSRN features / image
+     (4, 2, 5, 3, 0, 0), (3, 3, 2, 2, 0, 0)],  # pad-free and asymmetric-pad cases
+)
+def test_subpixel_rewrite_equals_transposed_conv(c_in: int, c_out: int, kernel: int, stride: int, padding: int,
+                                                 output_padding: int) -> None:
+    torch.manual_seed(kernel * 10 + stride)
+    deconv = nn.ConvTranspose2d(c_in, c_out, kernel, stride=stride, padding=padding, output_padding=output_padding)
+    fast = SubPixelDeconv(deconv)
+    with torch.no_grad():
+        for hw in [(1, 1), (7, 5), (24, 31)]:
+            x = torch.randn(2, c_in, *hw)
+            a, b = deconv(x), fast(x)
+            assert a.shape == b.shape
+            assert torch.allclose(a, b, atol=1e-4), float((a - b).abs().max())
+
+
+def test_grouped_deconv_is_left_alone() -> None:
+    net = nn.Sequential(nn.ConvTranspose2d(4, 4, 4, stride=2, padding=1, groups=2), nn.ConvTranspose2d(4, 1, 3))
+    assert convert_deconvs(net) == 1
+    assert isinstance(net[0], nn.ConvTranspose2d) and isinstance(net[1], SubPixelDeconv)
+
+
+@pytest.mark.parametrize("name", ["fsrcnn_x4", "fsrcnn_x3", "lapsrn_x4"])
+def test_cpu_descriptor_uses_subpixel_and_keeps_its_output(name: str) -> None:
+    catalog = Catalog.load()
+    card = catalog.get(name)
+    desc = load_descriptor(card, card.scales[0], catalog=catalog)
+    assert not any(isinstance(m, nn.ConvTranspose2d) for m in desc.module.modules())
+    # the same weights in the architecture as trained (transposed convolutions)
+    plain = arch_spec(card.architecture).factory(scale=card.scales[0], **card.arch_args)
+    plain.load_state_dict(load_file(str(catalog.folder(name) / card.weights_file)))
+    reference = dataclasses.replace(desc, module=plain.eval())
+    assert any(isinstance(m, nn.ConvTranspose2d) for m in reference.module.modules())
+    x = torch.rand(1, 3, 23, 29)
+    assert float((desc(x) - reference(x)).abs().max()) < 1e-5
