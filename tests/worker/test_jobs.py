@@ -10,6 +10,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image
+from redis import Redis
+from rq.job import Job
 
 from model_store.card import Catalog
 from model_store.metrics import bicubic_upscale_uint8, quality_y
@@ -17,7 +19,7 @@ from srserve import imaging, jobspec
 from srserve.blobstore import FilesystemBlobStore
 from tests.service import images
 from worker import pipeline
-from worker.jobs import WorkerContext, build_engine, execute_upscale, get_worker_metrics
+from worker.jobs import JobState, WorkerContext, build_engine, execute_upscale, get_worker_metrics
 from worker.settings import WorkerSettings
 
 JOB_ID = "job-abcdefghijklmnop"
@@ -118,3 +120,29 @@ def test_bad_payload_is_refused() -> None:
 
     with pytest.raises(pipeline.InvalidPayloadError):
         run_upscale({"job_id": "x"})
+
+
+def test_job_state_batches_progress_and_cancel_into_few_round_trips(redis_conn: Redis) -> None:
+    from rq import Queue
+
+    job = Queue("jobstate-test", connection=redis_conn).enqueue("builtins.len", "x", meta={"progress": 0.0})
+    state = JobState(job, job.id)
+    state.sync_interval_s = 0.2
+
+    def stored() -> float:
+        return float(Job.fetch(job.id, connection=redis_conn).meta["progress"])
+
+    try:
+        state.progress(0.1, "decode")  # the first call syncs at once: a running job shows progress
+        assert stored() == 0.1
+        state.progress(0.5, "infer")  # within the interval: kept locally, no round trip
+        redis_conn.set(jobspec.cancel_key(job.id), "1")
+        assert stored() == 0.1 and not state.canceled()
+        time.sleep(0.25)
+        assert state.canceled()  # the next sync writes the pending progress and reads the cancel key
+        assert stored() == 0.5
+        with pytest.raises(pipeline.JobCanceledError):
+            state.check()
+    finally:
+        redis_conn.delete(jobspec.cancel_key(job.id))
+        job.delete()
