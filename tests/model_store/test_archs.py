@@ -10,10 +10,8 @@ import torch
 from torch import nn
 
 from model_store.card import ModelCard
-from model_store.fast_resize import imresize_torch_cached
 from model_store.profiling import flops_per_output_pixel
 from model_store.registry import SRDescriptor, arch_spec, create_model, list_archs
-from model_store.resize import imresize_torch
 
 DEFAULT_SCALES = (2, 3, 4)
 MY_ARCHS = ("srcnn", "fsrcnn", "espcn", "vdsr", "lapsrn")
