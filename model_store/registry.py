@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from model_store.card import Catalog, ModelCard
@@ -116,14 +117,18 @@ _RGB2YCBCR = (
 _YCBCR_OFFSET = torch.tensor([16.0, 128.0, 128.0], dtype=torch.float64) / 255.0
 
 
+_YCBCR2RGB = torch.linalg.inv(_RGB2YCBCR)
+
+
 def rgb_to_ycbcr(x: torch.Tensor) -> torch.Tensor:
-    m = _RGB2YCBCR.to(x.device, x.dtype)
-    return torch.einsum("ij,bjhw->bihw", m, x) + _YCBCR_OFFSET.to(x.device, x.dtype)[None, :, None, None]
+    # a 1x1 convolution with bias: one pass over the image, no temporaries
+    m = _RGB2YCBCR.to(x.device, x.dtype)[:, :, None, None]
+    return F.conv2d(x, m, _YCBCR_OFFSET.to(x.device, x.dtype))
 
 
 def ycbcr_to_rgb(x: torch.Tensor) -> torch.Tensor:
-    m = torch.linalg.inv(_RGB2YCBCR).to(x.device, x.dtype)
-    return torch.einsum("ij,bjhw->bihw", m, x - _YCBCR_OFFSET.to(x.device, x.dtype)[None, :, None, None])
+    m = _YCBCR2RGB.to(x.device, x.dtype)
+    return F.conv2d(x, m[:, :, None, None], -(m @ _YCBCR_OFFSET.to(x.device, x.dtype)))
 
 
 class WeightsMismatchError(RuntimeError):

@@ -145,7 +145,7 @@ class BurstTrainer:
         hr = self.sampler.sample(a.batch, side).float().div_(255.0)
         sigma = float(torch.empty(1).uniform_(*TRAIN_NOISE, generator=self.gen))
         cfg = BurstConfig(frames=a.frames, scale=s, max_shift=2.0, noise_sigma=sigma, shot_noise=TRAIN_SHOT,
-                          gain_range=TRAIN_GAIN, outlier_prob=TRAIN_OUTLIER)
+                          gain_range=TRAIN_GAIN, outlier_prob=TRAIN_OUTLIER, matrix_warp=True)
         b = synth_burst(hr, cfg, generator=self.gen)
         frames = b.frames[..., m : m + a.patch, m : m + a.patch]
         target = b.hr[..., m * s : (m + a.patch) * s, m * s : (m + a.patch) * s]
