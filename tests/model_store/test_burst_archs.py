@@ -90,3 +90,17 @@ def test_weights_zero_removes_a_frame_from_shift_and_add() -> None:
         a = model(frames[:, :3], shifts[:, :3], w[:, :3])
         b = model(spoiled, shifts, w)
     assert torch.allclose(a, b, atol=1e-5)
+
+
+def test_weights_zero_removes_a_frame_from_shift_and_pool() -> None:
+    # the descriptor passes registration's frame weights: a rejected frame must not reach the output
+    model = create_model("shift_pool", scale=2).eval()
+    _randomise(model)
+    frames, shifts = _burst(b=1, k=4)
+    spoiled = frames.clone()
+    spoiled[:, 3] = 1.0 - spoiled[:, 3]
+    w = torch.tensor([[1.0, 1.0, 1.0, 0.0]])
+    with torch.no_grad():
+        a = model(frames[:, :3], shifts[:, :3], w[:, :3])
+        b = model(spoiled, shifts, w)
+    assert torch.allclose(a, b, atol=1e-5), float((a - b).abs().max())
