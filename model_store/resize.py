@@ -10,6 +10,7 @@ for any scale, and gives the same numbers in numpy (CPU) and torch (CPU/GPU).
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from functools import lru_cache
 from typing import TYPE_CHECKING
 
@@ -58,6 +59,47 @@ def contributions(in_length: int, out_length: int, scale: float) -> tuple[np.nda
     return weights, aux[np.mod(raw, 2 * in_length)]
 
 
+@dataclass(frozen=True)
+class PolyphasePlan:
+    """One axis of an integer-factor resize as a convolution (see `polyphase_plan`):
+    out[q * phases + p] = sum_j kernel[p, j] * x_sym[q * stride + start + j], where x_sym is the input
+    with `pad` symmetric (edge-repeating) pixels on each side."""
+
+    kernel: np.ndarray  # (phases, taps) float64
+    phases: int
+    stride: int
+    start: int
+    pad: int
+
+
+@lru_cache(maxsize=256)
+def polyphase_plan(length: int, out_len: int, scale: float) -> PolyphasePlan | None:
+    """For an integer factor (upscaling by s, or antialiased downscaling by 1/s), MATLAB's weights
+    depend only on the output's phase (index mod s) and its symmetric borders are a padding of the
+    input: the resize is one strided convolution with a kernel per phase, no gather. None where that
+    does not hold (other factors; inputs so small that the mirroring wraps more than once)."""
+    if scale > 1 and float(scale).is_integer() and out_len == length * int(scale):
+        phases, stride = int(scale), 1
+    elif scale < 1 and float(1 / scale).is_integer() and out_len * round(1 / scale) == length:
+        phases, stride = 1, round(1 / scale)
+    else:
+        return None
+    weights, raw = raw_contributions(length, out_len, scale)
+    rel = raw - (np.arange(out_len) // phases * stride)[:, None]  # taps relative to the output's block
+    lo = int(rel.min())
+    kernel = np.zeros((phases, int(rel.max()) - lo + 1))
+    for p in range(phases):
+        rows = np.arange(p, out_len, phases)
+        if np.ptp(rel[rows], axis=0).any() or not np.allclose(weights[rows], weights[rows[0]], atol=1e-12):
+            return None  # not phase-periodic (cannot happen for MATLAB's kernel; checked anyway)
+        kernel[p, rel[rows[0]] - lo] = weights[rows[0]]
+    pad = max(0, -int(raw.min()), int(raw.max()) - (length - 1))
+    if pad > length:
+        return None
+    kernel.setflags(write=False)
+    return PolyphasePlan(kernel, phases, stride, lo + pad, pad)
+
+
 def _out_size(
     h: int, w: int, scale: float | None, size: tuple[int, int] | None
 ) -> tuple[int, int, float, float]:
@@ -79,12 +121,37 @@ def imresize(img: np.ndarray, scale: float | None = None, size: tuple[int, int] 
     order = (0, 1) if sh <= sw else (1, 0)
     for axis in order:
         length, out_len, s = (h, oh, sh) if axis == 0 else (w, ow, sw)
-        weights, indices = contributions(length, out_len, s)
-        gathered = np.take(out, indices, axis=axis)  # axis expands to (out_len, taps)
-        wshape = [1] * gathered.ndim
-        wshape[axis], wshape[axis + 1] = weights.shape
-        out = (gathered * weights.reshape(wshape).astype(out.dtype)).sum(axis=axis + 1)
+        plan = polyphase_plan(length, out_len, s)
+        out = _resize_axis_gather(out, axis, length, out_len, s) if plan is None else _resize_axis_polyphase(
+            out, axis, plan, out_len
+        )
     return out
+
+
+def _resize_axis_gather(x: np.ndarray, axis: int, length: int, out_len: int, scale: float) -> np.ndarray:
+    """Any factor: gather every output's taps (out_len x taps values), weight and sum."""
+    weights, indices = contributions(length, out_len, scale)
+    gathered = np.take(x, indices, axis=axis)  # axis expands to (out_len, taps)
+    wshape = [1] * gathered.ndim
+    wshape[axis], wshape[axis + 1] = weights.shape
+    return (gathered * weights.reshape(wshape).astype(x.dtype)).sum(axis=axis + 1)
+
+
+def _resize_axis_polyphase(x: np.ndarray, axis: int, plan: PolyphasePlan, out_len: int) -> np.ndarray:
+    """Integer factors: per phase, a weighted sum of strided slices (no gathered temporary)."""
+    x = np.moveaxis(x, axis, 0)
+    if plan.pad:
+        x = np.concatenate([x[: plan.pad][::-1], x, x[-plan.pad :][::-1]], axis=0)
+    blocks = out_len // plan.phases
+    out = np.empty((out_len, *x.shape[1:]), dtype=x.dtype)
+    span = (blocks - 1) * plan.stride + 1
+    for p in range(plan.phases):
+        acc = np.zeros((blocks, *x.shape[1:]), dtype=x.dtype)
+        for j in np.flatnonzero(plan.kernel[p]):
+            first = plan.start + j
+            acc += x.dtype.type(plan.kernel[p, j]) * x[first : first + span : plan.stride]
+        out[p :: plan.phases] = acc
+    return np.moveaxis(out, 0, axis)
 
 
 def imresize_torch(x: torch.Tensor, scale: float | None = None, size: tuple[int, int] | None = None) -> torch.Tensor:

@@ -1,9 +1,10 @@
-"""The CPU fast paths compute the same operators: polyphase bicubic == MATLAB imresize (numpy), and
+"""The CPU fast paths compute the same operators: polyphase bicubic (numpy and torch) == MATLAB's gather, and
 the sub-pixel rewrite of a transposed convolution == the transposed convolution."""
 
 from __future__ import annotations
 
 import dataclasses
+import math
 
 import numpy as np
 import pytest
@@ -11,33 +12,44 @@ import torch
 from safetensors.torch import load_file
 from torch import nn
 
-from model_store import fast_resize
 from model_store.card import Catalog
 from model_store.fast_resize import imresize_torch_cached
 from model_store.registry import arch_spec, load_descriptor
-from model_store.resize import imresize
+from model_store.resize import _resize_axis_gather, imresize, polyphase_plan
 from model_store.subpixel import SubPixelDeconv, convert_deconvs
+
+
+def _gather_reference(img: np.ndarray, scale: float) -> np.ndarray:
+    """MATLAB's algorithm as written: gather each output's taps, weight, sum (both axes)."""
+    out = img
+    for axis in (0, 1):
+        length = img.shape[axis]
+        out_len = math.ceil(length * scale)
+        out = _resize_axis_gather(out, axis, length, out_len, scale)
+    return out
 
 
 @pytest.mark.parametrize("scale", [2.0, 3.0, 4.0, 8.0, 0.5, 1 / 3, 0.25, 0.125, 1.5])
 @pytest.mark.parametrize("size", [(1, 1), (3, 2), (9, 7), (40, 33)])
-def test_torch_resize_matches_matlab_numpy(scale: float, size: tuple[int, int]) -> None:
+def test_fast_resizes_match_the_gather_reference(scale: float, size: tuple[int, int]) -> None:
     h, w = size
     if scale < 1:  # integer downscales: sizes that divide
         h, w = h * round(1 / scale), w * round(1 / scale)
     img = np.random.default_rng(h * 131 + w).random((h, w, 3))
-    ref = imresize(img, scale=scale)
-    got = imresize_torch_cached(torch.from_numpy(img).permute(2, 0, 1).float(), scale=scale)
-    assert got.shape[-2:] == ref.shape[:2]
-    assert np.abs(got.permute(1, 2, 0).numpy() - ref).max() < 1e-5
+    ref = _gather_reference(img, scale)
+    fast_np = imresize(img, scale=scale)  # polyphase where the factor allows
+    fast_torch = imresize_torch_cached(torch.from_numpy(img).permute(2, 0, 1).float(), scale=scale)
+    assert fast_np.shape == ref.shape and fast_torch.shape[-2:] == ref.shape[:2]
+    assert np.abs(fast_np - ref).max() < 1e-12
+    assert np.abs(fast_torch.permute(1, 2, 0).numpy() - ref).max() < 1e-5
 
 
 def test_integer_factors_take_the_polyphase_path() -> None:
     # the fast path must really be used where it applies (and refuse what it cannot do exactly)
-    assert fast_resize._polyphase_plan(50, 200, 4.0) is not None
-    assert fast_resize._polyphase_plan(200, 50, 0.25) is not None
-    assert fast_resize._polyphase_plan(51, 77, 1.5) is None  # not an integer factor
-    assert fast_resize._polyphase_plan(1, 4, 4.0) is None  # mirroring would wrap: gather path
+    assert polyphase_plan(50, 200, 4.0) is not None
+    assert polyphase_plan(200, 50, 0.25) is not None
+    assert polyphase_plan(51, 77, 1.5) is None  # not an integer factor
+    assert polyphase_plan(1, 4, 4.0) is None  # mirroring would wrap: gather path
 
 
 @pytest.mark.parametrize(
