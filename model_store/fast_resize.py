@@ -48,7 +48,7 @@ def _polyphase(length: int, out_len: int, scale: float, device: torch.device, dt
     key = (length, out_len, scale, device, dtype)
     if key not in _POLY:
         plan = polyphase_plan(length, out_len, scale)
-        value = None if plan is None else (plan, torch.as_tensor(plan.kernel, dtype=dtype).to(device))
+        value = None if plan is None else (plan, torch.tensor(plan.kernel, dtype=dtype, device=device))
         _bounded_put(_POLY, key, value)
     return _POLY[key]
 

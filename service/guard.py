@@ -59,7 +59,10 @@ class GuardMiddleware:
         token = _bearer(scope)
         submitting = scope.get("method") == "POST"
         try:
-            principal, reserved = await to_thread.run_sync(self._admit, token, submitting)
+            if token is None and not submitting:  # anonymous read: no Redis, so no thread hop
+                principal, reserved = self._admit(token, submitting)
+            else:
+                principal, reserved = await to_thread.run_sync(self._admit, token, submitting)
         except Refusal as r:
             await _answer(send, r.status, r.code, r.message, r.headers, r.detail)
             return
