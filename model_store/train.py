@@ -117,7 +117,8 @@ def resolve_device(name: str) -> torch.device:
 def hardware_string(device: torch.device) -> str:
     if device.type == "cuda":
         return torch.cuda.get_device_name(device)
-    return f"{platform.processor() or platform.machine()} CPU ({os.cpu_count()} threads)"
+    # the threads torch used, not just the machine's: shared machines train with fewer
+    return f"{platform.processor() or platform.machine()} CPU ({torch.get_num_threads()} of {os.cpu_count()} threads)"
 
 
 def full_arch_args(factory: object, given: dict[str, int | float | str | bool]) -> dict[str, int | float | str | bool]:

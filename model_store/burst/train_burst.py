@@ -44,7 +44,7 @@ from model_store.burst.synth import BurstConfig, degrade_shifted, synth_burst
 from model_store.card import EvalResult, ModelCard, TrainingRecipe
 from model_store.data import PatchSampler, data_root, default_train_dirs
 from model_store.registry import arch_spec, count_params, sha256_file
-from model_store.train import full_arch_args
+from model_store.train import full_arch_args, hardware_string
 
 log = logging.getLogger(__name__)
 
@@ -333,8 +333,6 @@ class BurstTrainer:
         a = self.args
         root = data_root()
         data = [str(p.resolve().relative_to(root)) if p.resolve().is_relative_to(root) else str(p) for p in self.data]
-        hw = (torch.cuda.get_device_name(self.device) if self.device.type == "cuda"
-              else f"CPU ({os.cpu_count()} threads)")
         loss = ("L1 vs HR" if a.supervision == "supervised" else
                 "self-supervised L1: held-out frame vs the prediction warped by its registered shift and downsampled")
         return TrainingRecipe(
@@ -345,7 +343,7 @@ class BurstTrainer:
                           f"{TRAIN_NOISE[1]*255:.0f}/255, shot {TRAIN_SHOT}, gains +-{TRAIN_GAIN}, "
                           f"outlier p={TRAIN_OUTLIER}; "
                           "flips/transposes"),
-            seed=a.seed, precision="bf16 autocast" if self.amp else "fp32", hardware=hw,
+            seed=a.seed, precision="bf16 autocast" if self.amp else "fp32", hardware=hardware_string(self.device),
             wall_time_s=round(self.train_seconds, 1), command=command,
             notes="weights = best Set5-burst checkpoint" + (f"; true shifts + N(0, {SHIFT_JITTER}) jitter"
                                                             if a.supervision == "supervised" else ""),
