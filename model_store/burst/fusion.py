@@ -25,14 +25,14 @@ def hr_positions(h: int, w: int, shifts: torch.Tensor, scale: int) -> tuple[torc
 
 
 def splat(values: torch.Tensor, shifts: torch.Tensor, scale: int, *, sigma: float | None = None,
-          radius: int = 1, weights: torch.Tensor | None = None, per_frame: bool = False
+          radius: int = 1, weights: torch.Tensor | None = None
           ) -> tuple[torch.Tensor, torch.Tensor]:
     """Scatter LR samples (B, K, C, h, w) onto the (h*s, w*s) reference grid.
 
     Kernel: bilinear onto the 4 nearest HR pixels (sigma None) or a Gaussian of `sigma` HR pixels over
     the (2 radius + 2)^2 nearest. `weights` (B, K) or (B, K, 1, h, w) scale each sample. Returns
-    (num, den): summed over frames (B, C, H, W), (B, 1, H, W), or per frame (B, K, C, H, W),
-    (B, K, 1, H, W). Differentiable w.r.t. values (not positions). Always computed in float32.
+    (num, den) summed over frames: (B, C, H, W), (B, 1, H, W). Differentiable w.r.t. values (not
+    positions). Always computed in float32.
     """
     with torch.autocast(device_type=values.device.type, enabled=False):
         values = values.float()
@@ -54,13 +54,10 @@ def splat(values: torch.Tensor, shifts: torch.Tensor, scale: int, *, sigma: floa
         else:
             r = range(-radius, radius + 2)
             offsets = [(oy, ox) for oy in r for ox in r]
-        groups = b * k if per_frame else b
-        num = values.new_zeros(groups, c, hh * ww)
-        den = values.new_zeros(groups, 1, hh * ww)
-        if per_frame:
-            vals = values.reshape(groups, c, h * w)
-        else:  # all frames of a burst scatter into one grid: (B, C, K*h*w)
-            vals = values.permute(0, 2, 1, 3, 4).reshape(groups, c, k * h * w)
+        num = values.new_zeros(b, c, hh * ww)
+        den = values.new_zeros(b, 1, hh * ww)
+        # all frames of a burst scatter into one grid: (B, C, K*h*w)
+        vals = values.permute(0, 2, 1, 3, 4).reshape(b, c, k * h * w)
         for oy, ox in offsets:
             ty = y0 + oy
             tx = x0 + ox
@@ -69,12 +66,10 @@ def splat(values: torch.Tensor, shifts: torch.Tensor, scale: int, *, sigma: floa
             else:
                 kern = torch.exp(-((ys - ty) ** 2 + (xs - tx) ** 2) / (2 * sigma * sigma))
             inside = (ty >= 0) & (ty < hh) & (tx >= 0) & (tx < ww)
-            wgt = (kern * sample_w * inside).reshape(groups, 1, -1)
-            idx = (ty.clamp(0, hh - 1) * ww + tx.clamp(0, ww - 1)).long().reshape(groups, 1, -1)
-            num.scatter_add_(2, idx.expand(groups, c, idx.shape[-1]), vals * wgt)
+            wgt = (kern * sample_w * inside).reshape(b, 1, -1)
+            idx = (ty.clamp(0, hh - 1) * ww + tx.clamp(0, ww - 1)).long().reshape(b, 1, -1)
+            num.scatter_add_(2, idx.expand(b, c, idx.shape[-1]), vals * wgt)
             den.scatter_add_(2, idx, wgt)
-        if per_frame:
-            return num.reshape(b, k, c, hh, ww), den.reshape(b, k, 1, hh, ww)
         return num.reshape(b, c, hh, ww), den.reshape(b, 1, hh, ww)
 
 
