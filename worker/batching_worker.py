@@ -94,9 +94,16 @@ class BatchingWorker(SimpleWorker):
                 return result
             # Burst mode (no timeout) and the queue looks empty: while we hold jobs, one of them may
             # still put itself back (RQ Retry) — quitting now would strand it queued. Wait and look again.
-            if timeout is not None or self._stop_requested or not self.held_job_ids:
+            if timeout is not None or self._stop_requested:
                 self._slots.release()
                 return None
+            if not self.held_job_ids:
+                # a retried job is back on its queue before its thread lets go of it: with nothing
+                # held, one last look at the queues decides (else such a job could be stranded)
+                if not any(q.count for q in self.queues):
+                    self._slots.release()
+                    return None
+                continue
             time.sleep(0.05)
 
     def execute_job(self, job: Job, queue: Queue) -> None:
