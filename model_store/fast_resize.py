@@ -66,8 +66,7 @@ def _resize_last_axis(x: torch.Tensor, planned: tuple[PolyphasePlan, torch.Tenso
     padded = _symmetric_pad_last(x.reshape(-1, 1, x.shape[-1]), plan.pad)[..., plan.start :]
     out = F.conv1d(padded, kernel[:, None, :], stride=plan.stride)  # (N, phases, blocks)
     blocks = out_len // plan.phases
-    out = out[..., :blocks].transpose(1, 2).reshape(*lead, out_len)
-    return out
+    return out[..., :blocks].transpose(1, 2).reshape(*lead, out_len)
 
 
 def imresize_torch_cached(x: torch.Tensor, scale: float | None = None, size: tuple[int, int] | None = None

@@ -4,7 +4,6 @@ the sub-pixel rewrite of a transposed convolution == the transposed convolution.
 from __future__ import annotations
 
 import dataclasses
-import math
 
 import numpy as np
 import pytest
@@ -15,18 +14,16 @@ from torch import nn
 from model_store.card import Catalog
 from model_store.fast_resize import imresize_torch_cached
 from model_store.registry import arch_spec, load_descriptor
-from model_store.resize import _resize_axis_gather, imresize, polyphase_plan
+from model_store.resize import _out_size, _resize_axis_gather, imresize, polyphase_plan
 from model_store.subpixel import SubPixelDeconv, convert_deconvs
 
 
 def _gather_reference(img: np.ndarray, scale: float) -> np.ndarray:
     """MATLAB's algorithm as written: gather each output's taps, weight, sum (both axes)."""
-    out = img
-    for axis in (0, 1):
-        length = img.shape[axis]
-        out_len = math.ceil(length * scale)
-        out = _resize_axis_gather(out, axis, length, out_len, scale)
-    return out
+    h, w = img.shape[:2]
+    oh, ow, _, _ = _out_size(h, w, scale, None)
+    out = _resize_axis_gather(img, 0, h, oh, scale)
+    return _resize_axis_gather(out, 1, w, ow, scale)
 
 
 @pytest.mark.parametrize("scale", [2.0, 3.0, 4.0, 8.0, 0.5, 1 / 3, 0.25, 0.125, 1.5])
