@@ -65,3 +65,28 @@ def test_cli_writes_a_loadable_burst_card(tmp_path: Path, few_images: list[str])
                  "--arch-args", '{"features": 8}', "--name", "tiny_gru_x4", "--resume", *TINY, *few_images]) == 0
     card = ModelCard.model_validate(json.loads((tmp_path / "tiny_gru_x4.json").read_text()))
     assert card.training is not None and card.training.iterations == 3
+
+
+def test_init_continues_from_trained_weights_and_counts_their_training(tmp_path: Path, few_images: list[str]) -> None:
+    tiny_net = ["--arch-args", '{"enc_features": 8, "enc_blocks": 1, "body_features": 16, "body_blocks": 1}']
+    first, second = tmp_path / "first", tmp_path / "second"
+    assert main(["--arch", "shift_pool", "--out", str(first), "--iters", "2", "--name", "tiny_pool_x4",
+                 *tiny_net, *TINY, *few_images]) == 0
+    weights = first / "tiny_pool_x4.safetensors"
+    args = build_parser().parse_args(["--arch", "shift_pool", "--out", str(second), "--iters", "1", "--name",
+                                      "tiny_pool_x4", "--init", str(weights), *tiny_net, *TINY, *few_images])
+    trainer = BurstTrainer(args)
+    from safetensors.torch import load_file
+
+    start = load_file(str(weights))
+    assert all(torch.equal(v, start[k]) for k, v in trainer.module.state_dict().items())
+    assert main(["--arch", "shift_pool", "--out", str(second), "--iters", "1", "--name", "tiny_pool_x4",
+                 "--init", str(weights), *tiny_net, *TINY, *few_images]) == 0
+    card = ModelCard.model_validate(json.loads((second / "tiny_pool_x4.json").read_text()))
+    assert card.training is not None and card.training.iterations == 3  # 2 inherited + 1 here
+    assert "continued from tiny_pool_x4" in card.training.notes
+    # weights of another shape are refused by name, before any training
+    other = build_parser().parse_args(["--arch", "shift_pool", "--out", str(second), "--init", str(weights),
+                                       "--arch-args", '{"enc_features": 4}', *TINY, *few_images])
+    with pytest.raises(ValueError, match="--init"):
+        BurstTrainer(other)
