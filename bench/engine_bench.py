@@ -269,9 +269,6 @@ def run(
     for name in models:
         card: ModelCard = catalog.resolve(name, scale)
         desc = load_descriptor(card, scale, catalog=catalog, device=device)
-        if gpu:
-            desc.module.to(memory_format=torch.channels_last)
-            desc.channels_last = True
         for size in sizes:
             h, w = parse_size(size)
             big = h * w >= 1920 * 1080

@@ -56,7 +56,6 @@ class EngineConfig:
     default_policy: BatchPolicy = field(default_factory=BatchPolicy)
     policies: dict[str, BatchPolicy] = field(default_factory=dict)  # per model name
     half_precision: str = "auto"  # auto: bf16 on CUDA where the card says safe; "off": always fp32
-    channels_last: bool = True
     # Simulated device memory (bytes) for tests and CPU: a batch whose estimated activation memory is
     # larger raises the same out-of-memory path as CUDA. 0 = no simulated limit.
     memory_budget_bytes: int = 0

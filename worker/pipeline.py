@@ -115,12 +115,6 @@ class DescriptorCache:
 
             log.info("loading model %s x%d on %s", card.name, scale, self.device)
             descriptor = load_descriptor(card, scale, catalog=self.catalog, device=self.device)
-            if self.device.startswith("cuda"):
-                import torch
-
-                # NHWC: cuDNN's fastest convolution kernels on tensor cores
-                descriptor.module.to(memory_format=torch.channels_last)
-                descriptor.channels_last = True
             self._items[key] = descriptor
             return descriptor
 
