@@ -1,5 +1,5 @@
 """The CPU fast paths compute the same operators: polyphase bicubic (numpy and torch) == MATLAB's gather, and
-the sub-pixel rewrite of a transposed convolution == the transposed convolution."""
+the sub-pixel rewrite of a transposed convolution == the transposed convolution; the CPU tanh == tanh."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from safetensors.torch import load_file
 from torch import nn
 
 from model_store.card import Catalog
+from model_store.cpu_inference import SigmoidTanh, prepare_for_cpu
 from model_store.fast_resize import imresize_torch_cached
 from model_store.registry import arch_spec, load_descriptor
 from model_store.resize import _out_size, _resize_axis_gather, imresize, polyphase_plan
@@ -74,16 +75,25 @@ def test_grouped_deconv_is_left_alone() -> None:
     assert isinstance(net[0], nn.ConvTranspose2d) and isinstance(net[1], SubPixelDeconv)
 
 
-@pytest.mark.parametrize("name", ["fsrcnn_x4", "fsrcnn_x3", "lapsrn_x4"])
-def test_cpu_descriptor_uses_subpixel_and_keeps_its_output(name: str) -> None:
+def test_sigmoid_tanh_equals_tanh() -> None:
+    x = torch.linspace(-30, 30, 600_000).reshape(1, 1, 1000, 600)
+    assert float((SigmoidTanh()(x) - torch.tanh(x)).abs().max()) < 5e-7
+    net = nn.Sequential(nn.Conv2d(1, 2, 3), nn.Tanh(), nn.Sequential(nn.Tanh()))
+    assert prepare_for_cpu(net) == {"deconv": 0, "tanh": 2}
+    assert not any(isinstance(m, nn.Tanh) for m in net.modules())
+
+
+@pytest.mark.parametrize(("name", "rewritten"), [("fsrcnn_x4", nn.ConvTranspose2d), ("fsrcnn_x3", nn.ConvTranspose2d),
+                                                 ("lapsrn_x4", nn.ConvTranspose2d), ("espcn_x4", nn.Tanh)])
+def test_cpu_descriptor_rewrites_layers_and_keeps_its_output(name: str, rewritten: type[nn.Module]) -> None:
     catalog = Catalog.load()
     card = catalog.get(name)
     desc = load_descriptor(card, card.scales[0], catalog=catalog)
-    assert not any(isinstance(m, nn.ConvTranspose2d) for m in desc.module.modules())
-    # the same weights in the architecture as trained (transposed convolutions)
+    assert not any(isinstance(m, rewritten) for m in desc.module.modules())
+    # the same weights in the architecture as trained (transposed convolutions, tanh)
     plain = arch_spec(card.architecture).factory(scale=card.scales[0], **card.arch_args)
     plain.load_state_dict(load_file(str(catalog.folder(name) / card.weights_file)))
-    reference = dataclasses.replace(desc, module=plain.eval())
-    assert any(isinstance(m, nn.ConvTranspose2d) for m in reference.module.modules())
+    reference = dataclasses.replace(desc, module=plain.eval(), channels_last=False)
+    assert any(isinstance(m, rewritten) for m in reference.module.modules())
     x = torch.rand(1, 3, 23, 29)
     assert float((desc(x) - reference(x)).abs().max()) < 1e-5
