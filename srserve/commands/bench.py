@@ -33,6 +33,8 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     a.add_argument("--anchors", type=Path, default=Path("../shared/anchors/opencv_dnn_superres"))
     a.add_argument("--out", type=Path, default=Path("bench/results"))
     a.add_argument("--tag", default="anchors")
+    a.add_argument("--families", default="fsrcnn,espcn,lapsrn", help="comma-separated: fsrcnn, espcn, lapsrn")
+    a.add_argument("--repeats", type=int, default=3, help="timed passes per set, alternating; the best counts")
     a.set_defaults(handler=_anchors)
 
 
