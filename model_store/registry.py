@@ -188,7 +188,12 @@ class SRDescriptor:
 
 
 def load_descriptor(
-    card: ModelCard, scale: int, *, catalog: Catalog | None = None, device: str | torch.device = "cpu"
+    card: ModelCard,
+    scale: int,
+    *,
+    catalog: Catalog | None = None,
+    device: str | torch.device = "cpu",
+    channels_last: bool = True,
 ) -> SRDescriptor:
     """Build the network named by a card, load and verify its weights, and wrap it."""
     from safetensors.torch import load_file
@@ -211,9 +216,10 @@ def load_descriptor(
         from model_store.cpu_inference import prepare_for_cpu
 
         prepare_for_cpu(module)  # same operators, faster CPU kernels (deconv, tanh)
-    # NHWC: oneDNN's and cuDNN's fast layout (CPU, 1 thread: 4-30% faster for every shipped model, no
-    # slower anywhere; on GPUs the tensor-core kernels)
-    module.to(dev, memory_format=torch.channels_last)
+    # NHWC: oneDNN's and cuDNN's fast layout (CPU, 1 thread: 4-30% faster for every shipped single-image
+    # model, no slower anywhere; on GPUs the tensor-core kernels). Burst models reshape 5-D inputs
+    # inside and gain nothing (MISR-GRU loses 10%): they ask for NCHW.
+    module.to(dev, memory_format=torch.channels_last if channels_last else torch.contiguous_format)
     return SRDescriptor(
         card=card,
         scale=scale,
@@ -223,5 +229,5 @@ def load_descriptor(
         supports_half=card.half_precision_safe,
         receptive_field=card.receptive_field,
         size_multiple=card.size_multiple,
-        channels_last=True,
+        channels_last=channels_last,
     )

@@ -125,7 +125,7 @@ def load_burst_descriptor(card: ModelCard, scale: int, *, catalog: Catalog | Non
     """Build a burst network from its card (weights verified by registry.load_descriptor)."""
     if card.kind != "burst":
         raise ValueError(f"model {card.name!r} is a {card.kind} model, not a burst model")
-    single = load_descriptor(card, scale, catalog=catalog, device=device)
+    single = load_descriptor(card, scale, catalog=catalog, device=device, channels_last=False)
     rf = int(getattr(single.module, "receptive_field", card.receptive_field))
     return BurstDescriptor(card=card, scale=scale, module=single.module, device=single.device,
                            receptive_field=max(rf, card.receptive_field), tile_pixels=tile_pixels)
