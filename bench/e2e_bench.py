@@ -1,5 +1,5 @@
 """End-to-end benchmark through the real stack: HTTP API (uvicorn) + Redis + one worker process,
-N concurrent clients that submit, poll and count finished jobs; batching on vs off; and, in the same
+N concurrent clients that submit, wait (long polls) and count finished jobs; batching on vs off; and, in the same
 run against the same Redis, RQ's stock `SimpleWorker` draining no-op jobs (the floor of what any
 RQ-based service can do per worker process).
 
@@ -108,7 +108,9 @@ class Stack:
         self.tmp.cleanup()
 
 
-async def _client(base: str, body: bytes, model: str, n: int, latencies: list[float], errors: list[str]) -> None:
+async def _client(
+    base: str, body: bytes, model: str, n: int, latencies: list[float], errors: list[str], long_poll: bool = True
+) -> None:
     async with httpx.AsyncClient(base_url=base, timeout=60) as c:
         for _ in range(n):
             t0 = time.perf_counter()
@@ -121,17 +123,22 @@ async def _client(base: str, body: bytes, model: str, n: int, latencies: list[fl
             job_id = r.json()["id"]
             delay = 0.005
             while True:
-                await asyncio.sleep(delay)
-                s = (await c.get(f"/v1/jobs/{job_id}")).json()
+                if long_poll:  # as srserve.client does: the answer comes when the job ends
+                    s = (await c.get(f"/v1/jobs/{job_id}", params={"wait": 30})).json()
+                else:  # short polls backing off from 5 to 50 ms: a typical hand-written client
+                    await asyncio.sleep(delay)
+                    s = (await c.get(f"/v1/jobs/{job_id}")).json()
+                    delay = min(delay * 1.5, 0.05)
                 if s["status"] in ("succeeded", "failed", "canceled"):
                     break
-                delay = min(delay * 1.5, 0.05)
             if s["status"] != "succeeded":
                 errors.append(s["status"])
             latencies.append(time.perf_counter() - t0)
 
 
-def run_case(redis_url: str, clients: int, jobs: int, model: str, size: int, batching: bool) -> dict[str, object]:
+def run_case(
+    redis_url: str, clients: int, jobs: int, model: str, size: int, batching: bool, long_poll: bool = True
+) -> dict[str, object]:
     worker_env = (
         {"SRSERVE_JOBS_IN_FLIGHT": "32", "SRSERVE_MAX_BATCH_SIZE": "32"}
         if batching
@@ -140,16 +147,16 @@ def run_case(redis_url: str, clients: int, jobs: int, model: str, size: int, bat
     body = _png(size, 0)
     with Stack(redis_url, worker_env) as stack:
         # warm-up: model load, first batches
-        asyncio.run(_gather(stack.url, body, model, min(clients, 4), 2, [], []))
+        asyncio.run(_gather(stack.url, body, model, min(clients, 4), 2, [], [], long_poll))
         latencies: list[float] = []
         errors: list[str] = []
         per_client = max(1, jobs // clients)
         t0 = time.perf_counter()
-        asyncio.run(_gather(stack.url, body, model, clients, per_client, latencies, errors))
+        asyncio.run(_gather(stack.url, body, model, clients, per_client, latencies, errors, long_poll))
         elapsed = time.perf_counter() - t0
     done = len(latencies)
     return {
-        "case": f"api+worker, batching {'on' if batching else 'off'}",
+        "case": f"api+worker, batching {'on' if batching else 'off'}" + ("" if long_poll else ", short polls"),
         "clients": clients,
         "jobs": done,
         "errors": len(errors),
@@ -160,8 +167,10 @@ def run_case(redis_url: str, clients: int, jobs: int, model: str, size: int, bat
     }
 
 
-async def _gather(base: str, body: bytes, model: str, clients: int, per: int, lat: list[float], err: list[str]) -> None:
-    await asyncio.gather(*[_client(base, body, model, per, lat, err) for _ in range(clients)])
+async def _gather(
+    base: str, body: bytes, model: str, clients: int, per: int, lat: list[float], err: list[str], long_poll: bool
+) -> None:
+    await asyncio.gather(*[_client(base, body, model, per, lat, err, long_poll) for _ in range(clients)])
 
 
 def run_simpleworker_noop(redis_url: str, jobs: int) -> dict[str, object]:
@@ -217,6 +226,10 @@ def run(args: argparse.Namespace) -> int:
             row = run_case(redis_url, clients, args.jobs, args.model, args.size, batching)
             log.info("%s", row)
             rows.append(row)
+        # the same load with clients that short-poll instead (what each long poll saves)
+        row = run_case(redis_url, clients, args.jobs, args.model, args.size, True, long_poll=False)
+        log.info("%s", row)
+        rows.append(row)
     machine = f"{platform.system()} {platform.release()}; {platform.machine()} x{os.cpu_count()} cores"
     stamp = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
     out = Path(args.out)
@@ -230,8 +243,8 @@ def run(args: argparse.Namespace) -> int:
         "",
         f"Machine: {machine}  ",
         f"Date: {stamp}  ",
-        f"Jobs: `{args.model}` x2 on {args.size}x{args.size} PNG inputs, submitted over HTTP, polled to "
-        "completion; one worker process.",
+        f"Jobs: `{args.model}` x2 on {args.size}x{args.size} PNG inputs, submitted over HTTP, waited for "
+        "with long polls (`?wait=30`; \"short polls\": 5-50 ms polling instead); one worker process.",
         "",
         "| case | clients | jobs | errors | jobs/s | vs SimpleWorker no-op | p50 s | p95 s |",
         "|---|---|---|---|---|---|---|---|",

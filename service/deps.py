@@ -16,6 +16,7 @@ from service.idempotency import IdempotencyStore
 from service.jobstore import JobStore
 from service.metrics import ServiceMetrics
 from service.settings import ServiceSettings
+from service.watch import JobWatcher
 from srserve.blobstore import BlobStore
 
 
@@ -30,6 +31,7 @@ class Services:
     metrics: ServiceMetrics
     decode_slots: threading.BoundedSemaphore
     idempotency: IdempotencyStore
+    watcher: JobWatcher
 
 
 def get_services(request: Request) -> Services:

@@ -32,6 +32,7 @@ from service.metrics import ServiceMetrics
 from service.middleware import BodySizeLimitMiddleware, MetricsMiddleware
 from service.routes import health, jobs, models, upscale
 from service.settings import ServiceSettings, get_settings
+from service.watch import JobWatcher
 from srserve.blobstore import make_blob_store
 
 log = logging.getLogger(__name__)
@@ -65,6 +66,7 @@ def build_services(settings: ServiceSettings) -> Services:
         metrics=ServiceMetrics(queue),
         decode_slots=threading.BoundedSemaphore(settings.validation_concurrency),
         idempotency=IdempotencyStore(connection, settings.idempotency_ttl_s),
+        watcher=JobWatcher(connection),
     )
 
 
@@ -89,6 +91,7 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
             services.catalog.names(),
         )
         yield
+        services.watcher.close()
         services.redis.close()
 
     app = FastAPI(

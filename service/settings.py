@@ -26,6 +26,9 @@ class ServiceSettings(CommonSettings):
     validation_concurrency: int = Field(default=2, ge=1, description="uploads fully decoded at once")
     redis_timeout_s: float = Field(default=5.0, gt=0)
     retry_after_s: int = Field(default=5, ge=1, description="Retry-After of a 503 while Redis is down")
+    max_wait_s: float = Field(
+        default=30.0, ge=0, description="longest long poll, `GET /v1/jobs/{id}?wait=S`; 0 turns long polling off"
+    )
     # ---- hardening (service/guard.py, auth.py, ratelimit.py, backpressure.py, idempotency.py) ----
     auth_required: bool = Field(default=False, description="every /v1 request needs `Authorization: Bearer`")
     metrics_require_auth: bool = Field(default=False, description="/metrics needs an API key too")

@@ -8,7 +8,9 @@
 Results are the service's own pydantic models (`srserve.schemas`), never re-declared here. Every
 non-2xx answer raises `APIError` carrying the parsed `ErrorResponse`; a job that ends `failed` or
 `canceled` raises `JobFailedError` carrying the final `JobView`. 429/503 answers are retried after
-their `Retry-After`; polling backs off exponentially with jitter so many clients do not poll in step.
+their `Retry-After`. Waiting for a job long-polls (`GET /v1/jobs/{id}?wait=S`: one request that the
+server answers when the job ends); against a server without long polls it polls, backing off
+exponentially with jitter so many clients do not poll in step.
 """
 
 from __future__ import annotations
@@ -202,13 +204,46 @@ class _Base:
         poll: Backoff | None,
         max_retries: int,
         max_retry_wait: float,
+        timeout: float = 60.0,
+        long_poll: float = 20.0,
     ) -> None:
         self.base_url = base_url.rstrip("/")
+        self.timeout = timeout
+        self.long_poll = long_poll
         self.api_key = api_key
         self.poll = poll or Backoff()
         self.retry_backoff = Backoff(initial=0.5, factor=2.0, maximum=10.0)
         self.max_retries = max_retries
         self.max_retry_wait = max_retry_wait
+
+    def _status_args(self, job_id: str, wait: float) -> tuple[str, dict[str, Any]]:
+        if wait <= 0:
+            return f"/v1/jobs/{job_id}", {}
+        # the server holds the request up to `wait` s: the read timeout must outlast it
+        return f"/v1/jobs/{job_id}", {"params": {"wait": f"{wait:g}"}, "timeout": self.timeout + wait}
+
+    def _next_wait(self, deadline: float | None, on_progress: ProgressCallback | None) -> float:
+        """Seconds the next status request may be held by the server (0: a plain poll). With a
+        progress callback, 1 s: the answer still comes the moment the job ends."""
+        if self.long_poll <= 0:
+            return 0.0
+        wait = min(self.long_poll, 1.0) if on_progress is not None else self.long_poll
+        if deadline is not None:
+            wait = min(wait, max(0.0, deadline - time.monotonic()))
+        return round(wait, 3)
+
+    def _poll_delay(self, waited: float, asked: float, attempt: int) -> float:
+        """Pause before the next status request: none after a long poll the server held (it already
+        waited), else the polling backoff (plain polls, or a server that answered at once)."""
+        return 0.0 if asked > 0 and waited >= asked / 2 else self.poll.delay(attempt)
+
+    def _limit_from(self, error: APIError) -> bool:
+        """A server with a shorter (or no) long poll says so: adopt its limit and retry."""
+        if error.response.error.code != "wait_too_long":
+            return False
+        detail = error.response.detail if isinstance(error.response.detail, dict) else {}
+        self.long_poll = float(detail.get("max_wait_s", 0.0))
+        return True
 
     def _headers(self) -> dict[str, str]:
         headers = {"Accept": "application/json", "User-Agent": "srserve-client"}
@@ -286,8 +321,9 @@ class Client(_Base):
         max_retry_wait: float = 60.0,
         transport: httpx.BaseTransport | None = None,
         sleep: Callable[[float], None] = time.sleep,
+        long_poll: float = 20.0,
     ) -> None:
-        super().__init__(base_url, api_key, poll, max_retries, max_retry_wait)
+        super().__init__(base_url, api_key, poll, max_retries, max_retry_wait, timeout, long_poll)
         self._http = httpx.Client(timeout=timeout, transport=transport, headers=self._headers())
         self._sleep = sleep
 
@@ -325,8 +361,10 @@ class Client(_Base):
         data, files = self._upload(image, frames, model, scale, reference, format, reference_frame)
         return self._job(self._request("POST", "/v1/upscale", data=data, files=files))
 
-    def status(self, job_id: str) -> JobView:
-        return self._job(self._request("GET", f"/v1/jobs/{job_id}"))
+    def status(self, job_id: str, *, wait: float = 0.0) -> JobView:
+        """GET /v1/jobs/{id}; with `wait`, the server answers when the job ends or after `wait` s."""
+        path, kw = self._status_args(job_id, wait)
+        return self._job(self._request("GET", path, **kw))
 
     def result(self, job_id: str | JobView) -> bytes:
         """The result image bytes (APIError 409 while the job is not finished)."""
@@ -343,22 +381,31 @@ class Client(_Base):
     def wait(
         self, job_id: str, *, timeout: float | None = 600.0, on_progress: ProgressCallback | None = None
     ) -> JobView:
-        """Poll until the job reaches a terminal status; returns it whatever that status is."""
+        """Wait until the job reaches a terminal status; returns it whatever that status is. Long polls
+        (`?wait=`, `long_poll` s each) when the server offers them, else polls with backoff."""
         deadline = None if timeout is None else time.monotonic() + timeout
         attempt = 0
         while True:
-            job = self.status(job_id)
+            wait = self._next_wait(deadline, on_progress)
+            started = time.monotonic()
+            try:
+                job = self.status(job_id, wait=wait)
+            except APIError as exc:
+                if wait > 0 and self._limit_from(exc):
+                    continue
+                raise
             if on_progress is not None:
                 on_progress(job)
             if job.status in TERMINAL_STATUSES:
                 return job
-            delay = self.poll.delay(attempt)
+            delay = self._poll_delay(time.monotonic() - started, wait, attempt)
             if deadline is not None:
                 left = deadline - time.monotonic()
                 if left <= 0:
                     raise JobTimeoutError(job, timeout or 0.0)
                 delay = min(delay, left)
-            self._sleep(delay)
+            if delay > 0:
+                self._sleep(delay)
             attempt += 1
 
     def upscale(
@@ -400,8 +447,9 @@ class AsyncClient(_Base):
         max_retry_wait: float = 60.0,
         transport: httpx.AsyncBaseTransport | None = None,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        long_poll: float = 20.0,
     ) -> None:
-        super().__init__(base_url, api_key, poll, max_retries, max_retry_wait)
+        super().__init__(base_url, api_key, poll, max_retries, max_retry_wait, timeout, long_poll)
         self._http = httpx.AsyncClient(timeout=timeout, transport=transport, headers=self._headers())
         self._sleep = sleep
 
@@ -439,8 +487,9 @@ class AsyncClient(_Base):
         data, files = self._upload(image, frames, model, scale, reference, format, reference_frame)
         return self._job(await self._request("POST", "/v1/upscale", data=data, files=files))
 
-    async def status(self, job_id: str) -> JobView:
-        return self._job(await self._request("GET", f"/v1/jobs/{job_id}"))
+    async def status(self, job_id: str, *, wait: float = 0.0) -> JobView:
+        path, kw = self._status_args(job_id, wait)
+        return self._job(await self._request("GET", path, **kw))
 
     async def result(self, job_id: str | JobView) -> bytes:
         path = self._result_path(job_id) if isinstance(job_id, JobView) else f"/v1/jobs/{job_id}/result"
@@ -459,18 +508,26 @@ class AsyncClient(_Base):
         deadline = None if timeout is None else time.monotonic() + timeout
         attempt = 0
         while True:
-            job = await self.status(job_id)
+            wait = self._next_wait(deadline, on_progress)
+            started = time.monotonic()
+            try:
+                job = await self.status(job_id, wait=wait)
+            except APIError as exc:
+                if wait > 0 and self._limit_from(exc):
+                    continue
+                raise
             if on_progress is not None:
                 on_progress(job)
             if job.status in TERMINAL_STATUSES:
                 return job
-            delay = self.poll.delay(attempt)
+            delay = self._poll_delay(time.monotonic() - started, wait, attempt)
             if deadline is not None:
                 left = deadline - time.monotonic()
                 if left <= 0:
                     raise JobTimeoutError(job, timeout or 0.0)
                 delay = min(delay, left)
-            await self._sleep(delay)
+            if delay > 0:
+                await self._sleep(delay)
             attempt += 1
 
     async def upscale(

@@ -18,6 +18,10 @@ PAYLOAD_VERSION = 1
 # Set by the API on DELETE; the worker checks it between stages (works before RQ knows the job's
 # worker, and on any worker class). Expires on its own.
 CANCEL_KEY_PREFIX = "srserve:cancel:"
+# Pub/sub channel: a worker (or the API, for a queued job it cancels) publishes a job's id there
+# when the job stops running (finished, failed, canceled, or back in the queue for a retry); API
+# processes wake long-polling `GET /v1/jobs/{id}?wait=S` requests with it (service/watch.py).
+JOB_EVENTS_CHANNEL = "srserve:job-events"
 # job ids are secrets.token_urlsafe(16): 22 URL-safe characters; RQ accepts [A-Za-z0-9_-]
 JOB_ID_PATTERN = r"^[A-Za-z0-9_-]{16,64}$"
 

@@ -2,21 +2,67 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Request
+import asyncio
+import contextlib
+from typing import Annotated
+
+from fastapi import APIRouter, Query, Request
+from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse, StreamingResponse
 
 from service.auth import principal_of
-from service.deps import ServicesDep
-from service.errors import error_responses
+from service.deps import Services, ServicesDep
+from service.errors import ApiError, error_responses
 from srserve.schemas import JobView
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
 
 
-@router.get("/{job_id}", response_model=JobView, responses=error_responses(404, 503))
-def get_job(job_id: str, services: ServicesDep, request: Request) -> JobView:
-    """Status, progress, timings, quality metrics and the result link of one job."""
-    job, payload = services.jobs.fetch(job_id, principal_of(request).owner)
+TERMINAL = frozenset({"succeeded", "failed", "canceled"})
+
+
+@router.get("/{job_id}", response_model=JobView, responses=error_responses(404, 422, 503))
+async def get_job(
+    job_id: str,
+    services: ServicesDep,
+    request: Request,
+    wait: Annotated[
+        float,
+        Query(ge=0, description="long poll: answer when the job ends or after this many seconds "
+              "(at most the server's SRSERVE_MAX_WAIT_S, default 30)"),
+    ] = 0.0,
+) -> JobView:
+    """Status, progress, timings, quality metrics and the result link of one job.
+
+    With `wait`, the answer comes as soon as the job succeeds, fails or is canceled, or after `wait`
+    seconds with its status then: one request instead of a polling loop."""
+    owner = principal_of(request).owner
+    limit = services.settings.max_wait_s
+    if wait > limit:
+        raise ApiError(422, "wait_too_long", f"wait must be at most {limit:g} seconds on this server",
+                       {"wait": wait, "max_wait_s": limit})
+    if wait <= 0:
+        return await run_in_threadpool(_view, services, job_id, owner)
+    # registered before the first read: an event published in between still wakes us
+    event = services.watcher.register(job_id)
+    try:
+        view = await run_in_threadpool(_view, services, job_id, owner)
+        deadline = asyncio.get_running_loop().time() + wait
+        while view.status not in TERMINAL:
+            left = deadline - asyncio.get_running_loop().time()
+            if left <= 0:
+                break
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(event.wait(), left)
+            event.clear()  # a retry re-queues the job: read it, and wait on if it is not over
+            view = await run_in_threadpool(_view, services, job_id, owner)
+        return view
+    finally:
+        services.watcher.unregister(job_id, event)
+
+
+def _view(services: Services, job_id: str, owner: str | None) -> JobView:
+    job, payload = services.jobs.fetch(job_id, owner)
     return services.jobs.view(job, payload)
 
 

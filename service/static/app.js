@@ -321,10 +321,20 @@
     }
   });
 
+  let longPoll = true; // off when the server has long polls off (SRSERVE_MAX_WAIT_S=0)
+
   async function poll(id, generation) {
-    // exponential backoff with jitter: quick feedback for small jobs, little load for long ones
+    // long polls of 1 s: the answer comes the moment the job ends, and the progress bar moves every
+    // second meanwhile; without them, exponential backoff with jitter
     for (let attempt = 0; generation === state.generation; attempt++) {
-      const job = await (await api(`v1/jobs/${encodeURIComponent(id)}`)).json();
+      let job;
+      try {
+        const query = longPoll ? "?wait=1" : "";
+        job = await (await api(`v1/jobs/${encodeURIComponent(id)}${query}`)).json();
+      } catch (err) {
+        if (longPoll && err.code === "wait_too_long") { longPoll = false; continue; }
+        throw err;
+      }
       if (generation !== state.generation) return;
       state.job = job;
       setStatus(job);
@@ -333,6 +343,7 @@
         if (job.error) showError(job.error);
         return;
       }
+      if (longPoll) continue; // the server already held the request
       const base = Math.min(2000, 250 * 1.5 ** attempt);
       await sleep(base / 2 + Math.random() * base / 2);
     }
