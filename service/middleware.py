@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from typing import TYPE_CHECKING
+from urllib.parse import parse_qs
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -104,6 +105,14 @@ def _content_length(scope: Scope) -> int | None:
     return None
 
 
+def _long_poll(scope: Scope) -> bool:
+    try:
+        waits = parse_qs(scope.get("query_string", b"").decode("latin-1")).get("wait", [])
+        return any(float(w) > 0 for w in waits)
+    except ValueError:
+        return False
+
+
 class MetricsMiddleware:
     """Counts requests by route template (not raw path: ids would explode the label set), method and
     status, and observes latency."""
@@ -130,6 +139,8 @@ class MetricsMiddleware:
         finally:
             route = scope.get("route")
             path = getattr(route, "path", None) or "unmatched"
+            if _long_poll(scope):
+                path += "?wait"  # held until the job ends: its own latency series, not a slow read
             method = scope.get("method", "?")
             self.metrics.requests.labels(path, method, str(status)).inc()
             self.metrics.latency.labels(path, method).observe(time.perf_counter() - start)

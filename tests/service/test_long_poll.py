@@ -90,6 +90,9 @@ def test_wait_limits_and_cancel_of_a_queued_job(make_client: Callable[..., TestC
     poll.join(SHORT_READ)
     assert not poll.is_alive() and answers[0]["status"] == "canceled"
     assert services.watcher.waiting == 0
+    # long polls get their own latency series, so a dashboard's p95 of plain reads stays meaningful
+    metrics = client.get("/metrics").text
+    assert 'route="/v1/jobs/{job_id}?wait"' in metrics and 'route="/v1/jobs/{job_id}"' in metrics
 
 
 def test_long_polls_off(make_client: Callable[..., TestClient]) -> None:
