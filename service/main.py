@@ -108,6 +108,7 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
     )
     app.state.settings = settings
     app.state.services = services
+    services.metrics.long_polls.set_function(lambda: services.watcher.waiting)
     install_error_handlers(app)
     for router in (upscale.router, jobs.router, models.router):
         # the gate (service/guard.py) can refuse any /v1 request: missing/bad key, rate, queue full

@@ -8,7 +8,7 @@ from collections.abc import Iterator
 from datetime import UTC, datetime
 
 import redis
-from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 from rq import Queue
@@ -94,5 +94,8 @@ class ServiceMetrics:
             "srserve_jobs_cancel_requests_total",
             "DELETE /v1/jobs/{id} that canceled or stopped a job",
             registry=self.registry,
+        )
+        self.long_polls = Gauge(
+            "srserve_long_polls_waiting", "GET /v1/jobs/{id}?wait requests held open now", registry=self.registry
         )
         self.registry.register(QueueCollector(queue))

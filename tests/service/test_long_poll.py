@@ -86,6 +86,7 @@ def test_wait_limits_and_cancel_of_a_queued_job(make_client: Callable[..., TestC
     assert services.watcher.wait_subscribed(10)
     while services.watcher.waiting == 0 and poll.is_alive():
         poll.join(0.01)
+    assert "srserve_long_polls_waiting 1.0" in client.get("/metrics").text
     assert client.delete(f"/v1/jobs/{job_id}").json()["status"] == "canceled"
     poll.join(SHORT_READ)
     assert not poll.is_alive() and answers[0]["status"] == "canceled"
@@ -93,6 +94,7 @@ def test_wait_limits_and_cancel_of_a_queued_job(make_client: Callable[..., TestC
     # long polls get their own latency series, so a dashboard's p95 of plain reads stays meaningful
     metrics = client.get("/metrics").text
     assert 'route="/v1/jobs/{job_id}?wait"' in metrics and 'route="/v1/jobs/{job_id}"' in metrics
+    assert "srserve_long_polls_waiting 0.0" in metrics
 
 
 def test_long_polls_off(make_client: Callable[..., TestClient]) -> None:
