@@ -38,7 +38,7 @@ PAIRS = [  # (our family, OpenCV model name, file stem)
 CASES = [("Set5", 4), ("Set14", 4), ("BSD100", 4), ("Set14", 2)]
 
 
-def _pairs(data: Path, dataset: str, scale: int) -> list[tuple[np.ndarray, np.ndarray]]:
+def eval_pairs(data: Path, dataset: str, scale: int) -> list[tuple[np.ndarray, np.ndarray]]:
     folder = data / "eval" / dataset / f"x{scale}"
     return [
         (load_rgb_uint8(str(lr)), load_rgb_uint8(str(lr).replace("_LR", "_HR")))
@@ -55,7 +55,7 @@ def _opencv_pass(sr: Any, lrs: list[np.ndarray]) -> list[np.ndarray]:  # cv2 has
     return [sr.upsample(lr[..., ::-1].copy())[..., ::-1] for lr in lrs]  # OpenCV works in BGR
 
 
-def _our_pass(desc: SRDescriptor, lrs: list[np.ndarray]) -> list[np.ndarray]:
+def our_pass(desc: SRDescriptor, lrs: list[np.ndarray]) -> list[np.ndarray]:
     outs = []
     for lr in lrs:
         y = desc(torch.from_numpy(lr).permute(2, 0, 1)[None].float() / 255)
@@ -63,7 +63,7 @@ def _our_pass(desc: SRDescriptor, lrs: list[np.ndarray]) -> list[np.ndarray]:
     return outs
 
 
-def _best_of(run_set: Callable[[], list[np.ndarray]], repeats: int) -> tuple[list[np.ndarray], float]:
+def best_of(run_set: Callable[[], list[np.ndarray]], repeats: int) -> tuple[list[np.ndarray], float]:
     """(outputs, seconds of the fastest of `repeats` timed passes over the set), after one warm-up
     pass: the minimum is the least disturbed by other load on a shared machine (as timeit does)."""
     outs = run_set()
@@ -85,7 +85,7 @@ def run(args: argparse.Namespace) -> int:
     catalog = Catalog.load()
     rows: list[dict[str, object]] = []
     for dataset, scale in CASES:
-        pairs = _pairs(data, dataset, scale)
+        pairs = eval_pairs(data, dataset, scale)
         for family, cv_name, stem in [p for p in PAIRS if p[0] in args.families.split(",")]:
             model_file = Path(args.anchors) / f"{stem}_x{scale}.pb"
             try:
@@ -99,8 +99,8 @@ def run(args: argparse.Namespace) -> int:
             sr.setModel(cv_name, scale)
             desc = load_descriptor(card, scale, catalog=catalog)
             lrs = [lr for lr, _ in pairs]
-            cv_outs, cv_s = _best_of(partial(_opencv_pass, sr, lrs), args.repeats)
-            ours, our_s = _best_of(partial(_our_pass, desc, lrs), args.repeats)
+            cv_outs, cv_s = best_of(partial(_opencv_pass, sr, lrs), args.repeats)
+            ours, our_s = best_of(partial(our_pass, desc, lrs), args.repeats)
             cv_psnr, cv_ssim = _score(cv_outs, pairs, scale)
             our_psnr, our_ssim = _score(ours, pairs, scale)
             row = {

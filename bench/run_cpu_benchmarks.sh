@@ -5,7 +5,9 @@ set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 PY=${PYTHON:-.venv/bin/python}
 # 1. ours vs OpenCV dnn_superres (needs: pip install opencv-contrib-python-headless)
-$PY -m srserve.cli --log-level WARNING bench anchors --tag cpu-anchors
+$PY -m srserve.cli --log-level WARNING bench anchors --families fsrcnn,espcn --repeats 3 --tag cpu-anchors
+# 1b. the CPU inference rewrites, before / after on the same images
+$PY -m bench.cpu_paths_bench --tag cpu-paths
 # 2. end to end through API + Redis + one worker vs RQ's stock SimpleWorker on no-op jobs
 $PY -m srserve.cli --log-level WARNING bench e2e --clients 1,8,64 --model bicubic --size 64 --jobs 256 --tag cpu-e2e
 # 3. naive vs pure vs engine per model (x4) on this CPU

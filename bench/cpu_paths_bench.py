@@ -1,0 +1,89 @@
+"""Before/after of the CPU inference rewrites, side by side in one run on the same images:
+"before" is the single-image path as it was before channels_last and the tanh rewrite
+(NCHW, `nn.Tanh`), "after" is `load_descriptor` as shipped. One thread, each set timed as the best of
+`--repeats` passes after a warm-up pass; outputs must agree (the rewrites change no numbers beyond
+float rounding).
+
+    python -m bench.cpu_paths_bench --out bench/results --tag cpu-paths
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import platform
+import sys
+import time
+from functools import partial
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from bench.anchor_bench import best_of, eval_pairs, our_pass
+from model_store.card import Catalog
+from model_store.cpu_inference import SigmoidTanh
+from model_store.data import data_root
+from model_store.registry import SRDescriptor, load_descriptor
+
+log = logging.getLogger(__name__)
+
+CASES = [("fsrcnn_x4", "Set14", 4), ("espcn_x4", "Set14", 4), ("fsrcnn_x2", "Set14", 2), ("espcn_x2", "Set14", 2)]
+
+
+def _before(card_name: str, scale: int, catalog: Catalog) -> SRDescriptor:
+    """The previous CPU path: NCHW, PyTorch's tanh (the sub-pixel deconv rewrite was already there)."""
+    desc = load_descriptor(catalog.get(card_name), scale, catalog=catalog, channels_last=False)
+    for module in desc.module.modules():
+        for name, child in module.named_children():
+            if isinstance(child, SigmoidTanh):
+                setattr(module, name, nn.Tanh())
+    return desc
+
+
+def run(args: argparse.Namespace) -> int:
+    torch.set_num_threads(1)
+    catalog = Catalog.load()
+    rows = []
+    for name, dataset, scale in CASES:
+        lrs = [lr for lr, _ in eval_pairs(data_root(), dataset, scale)]
+        before = _before(name, scale, catalog)
+        after = load_descriptor(catalog.get(name), scale, catalog=catalog)
+        out_b, sec_b = best_of(partial(our_pass, before, lrs), args.repeats)
+        out_a, sec_a = best_of(partial(our_pass, after, lrs), args.repeats)
+        pairs = zip(out_a, out_b, strict=True)
+        worst = max(int(np.abs(a.astype(np.int16) - b.astype(np.int16)).max()) for a, b in pairs)
+        rows.append({"model": name, "dataset": dataset, "scale": scale, "before_s": round(sec_b, 3),
+                     "after_s": round(sec_a, 3), "speedup": round(sec_b / sec_a, 2), "max_abs_diff_8bit": worst})
+        log.info("%s", rows[-1])
+    machine = f"{platform.system()} {platform.release()}; {platform.machine()}, {os.cpu_count()} cores"
+    stamp = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / f"{args.tag}.json").write_text(json.dumps({"machine": machine, "date": stamp, "rows": rows}, indent=1))
+    lines = [f"# CPU inference path, before / after ({args.tag})", "", f"Machine: {machine}  ", f"Date: {stamp}", "",
+             f"One thread; whole set, one image at a time; best of {args.repeats} passes after a warm-up. Before: NCHW "
+             "and PyTorch's tanh; after: channels_last and tanh as 2·sigmoid(2x) − 1 (the shipped path).", "",
+             "| model | set | before s | after s | speed-up | max 8-bit difference |", "|---|---|---|---|---|---|"]
+    lines += [f"| {r['model']} | {r['dataset']} | {r['before_s']} | {r['after_s']} | {r['speedup']}× | "
+              f"{r['max_abs_diff_8bit']} |" for r in rows]
+    (out / f"{args.tag}.md").write_text("\n".join(lines) + "\n")
+    sys.stdout.write("\n".join(lines) + "\n")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="cpu_paths_bench", description=__doc__.split("\n\n")[0])
+    p.add_argument("--out", type=Path, default=Path("bench/results"))
+    p.add_argument("--tag", default="cpu-paths")
+    p.add_argument("--repeats", type=int, default=3)
+    args = p.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    return run(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
