@@ -47,6 +47,9 @@ _STATUS: dict[JobStatus, str] = {
 }
 
 
+TERMINAL_STATUSES = frozenset({"succeeded", "failed", "canceled"})  # the API's statuses a job ends in
+
+
 def new_job_id() -> str:
     return secrets.token_urlsafe(16)  # 128 random bits: ids are capabilities, never enumerable
 
@@ -197,7 +200,7 @@ class JobStore:
                 content_type=r.content_type,
             )
             metrics = outcome.metrics
-        finished_at = job.ended_at if status in ("succeeded", "failed", "canceled") else None
+        finished_at = job.ended_at if status in TERMINAL_STATUSES else None
         if status == "canceled" and finished_at is None and meta.get("canceled_at"):
             finished_at = datetime.fromtimestamp(float(meta["canceled_at"]), UTC)
         return JobView(

@@ -216,11 +216,11 @@ class _Base:
         self.max_retries = max_retries
         self.max_retry_wait = max_retry_wait
 
-    def _status_args(self, job_id: str, wait: float) -> tuple[str, dict[str, Any]]:
+    def _long_poll_kwargs(self, wait: float) -> dict[str, Any]:
         if wait <= 0:
-            return f"/v1/jobs/{job_id}", {}
+            return {}
         # the server holds the request up to `wait` s: the read timeout must outlast it
-        return f"/v1/jobs/{job_id}", {"params": {"wait": f"{wait:g}"}, "timeout": self.timeout + wait}
+        return {"params": {"wait": f"{wait:g}"}, "timeout": self.timeout + wait}
 
     def _next_wait(self, deadline: float | None, on_progress: ProgressCallback | None) -> float:
         """Seconds the next status request may be held by the server (0: a plain poll). With a
@@ -363,8 +363,7 @@ class Client(_Base):
 
     def status(self, job_id: str, *, wait: float = 0.0) -> JobView:
         """GET /v1/jobs/{id}; with `wait`, the server answers when the job ends or after `wait` s."""
-        path, kw = self._status_args(job_id, wait)
-        return self._job(self._request("GET", path, **kw))
+        return self._job(self._request("GET", f"/v1/jobs/{job_id}", **self._long_poll_kwargs(wait)))
 
     def result(self, job_id: str | JobView) -> bytes:
         """The result image bytes (APIError 409 while the job is not finished)."""
@@ -488,8 +487,7 @@ class AsyncClient(_Base):
         return self._job(await self._request("POST", "/v1/upscale", data=data, files=files))
 
     async def status(self, job_id: str, *, wait: float = 0.0) -> JobView:
-        path, kw = self._status_args(job_id, wait)
-        return self._job(await self._request("GET", path, **kw))
+        return self._job(await self._request("GET", f"/v1/jobs/{job_id}", **self._long_poll_kwargs(wait)))
 
     async def result(self, job_id: str | JobView) -> bytes:
         path = self._result_path(job_id) if isinstance(job_id, JobView) else f"/v1/jobs/{job_id}/result"

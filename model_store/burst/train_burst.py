@@ -148,7 +148,7 @@ class BurstTrainer:
         a = self.args
         if card.architecture != a.arch or card.arch_args != self.arch_args or a.scale not in card.scales:
             raise ValueError(f"--init {weights}: card is {card.architecture} x{card.scales} {card.arch_args}, "
-                             f"not {self.args.arch} x{self.args.scale} {self.arch_args}")
+                             f"not {a.arch} x{a.scale} {self.arch_args}")
         if card.weights_sha256 is not None and sha256_file(weights) != card.weights_sha256:
             raise ValueError(f"--init {weights}: sha256 does not match its card")
         self.module.load_state_dict({k: v.to(self.device) for k, v in load_file(str(weights)).items()})

@@ -13,12 +13,10 @@ from fastapi.responses import JSONResponse, StreamingResponse
 from service.auth import principal_of
 from service.deps import Services, ServicesDep
 from service.errors import ApiError, error_responses
+from service.jobstore import TERMINAL_STATUSES
 from srserve.schemas import JobView
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
-
-
-TERMINAL = frozenset({"succeeded", "failed", "canceled"})
 
 
 @router.get("/{job_id}", response_model=JobView, responses=error_responses(404, 422, 503))
@@ -48,7 +46,7 @@ async def get_job(
     try:
         view = await run_in_threadpool(_view, services, job_id, owner)
         deadline = asyncio.get_running_loop().time() + wait
-        while view.status not in TERMINAL:
+        while view.status not in TERMINAL_STATUSES:
             left = deadline - asyncio.get_running_loop().time()
             if left <= 0:
                 break
