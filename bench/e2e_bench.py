@@ -222,14 +222,11 @@ def run(args: argparse.Namespace) -> int:
     redis_url = _redis_url()
     rows = [run_simpleworker_noop(redis_url, args.jobs)]
     for clients in [int(c) for c in args.clients.split(",")]:
-        for batching in (False, True):
-            row = run_case(redis_url, clients, args.jobs, args.model, args.size, batching)
+        # batching off / on, then the same load with clients that short-poll (what long polls save)
+        for batching, long_poll in ((False, True), (True, True), (True, False)):
+            row = run_case(redis_url, clients, args.jobs, args.model, args.size, batching, long_poll)
             log.info("%s", row)
             rows.append(row)
-        # the same load with clients that short-poll instead (what each long poll saves)
-        row = run_case(redis_url, clients, args.jobs, args.model, args.size, True, long_poll=False)
-        log.info("%s", row)
-        rows.append(row)
     machine = f"{platform.system()} {platform.release()}; {platform.machine()} x{os.cpu_count()} cores"
     stamp = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
     out = Path(args.out)

@@ -22,7 +22,6 @@ from rq.serializers import JSONSerializer
 from service.auth import can_see
 from service.errors import ApiError
 from service.settings import ServiceSettings
-from service.watch import publish_job_event
 from srserve import jobspec
 from srserve.blobstore import BlobNotFoundError, BlobStore
 from srserve.schemas import ErrorInfo, JobMetrics, JobView, ResultInfo
@@ -282,7 +281,7 @@ class JobStore:
             self.connection.expire(job.key, self.settings.failure_ttl_s)
             job.refresh()
             if api_status(job) == "canceled":
-                publish_job_event(self.connection, job.id)  # wake its long polls
+                jobspec.publish_job_event(self.connection, job.id)  # wake its long polls
                 return self.view(job, payload), True
         # not on a worker yet (or any more) raises: the flag is enough then
         with contextlib.suppress(InvalidJobOperation, NoSuchJobError):

@@ -139,7 +139,7 @@ class MetricsMiddleware:
         finally:
             route = scope.get("route")
             path = getattr(route, "path", None) or "unmatched"
-            if _long_poll(scope):
+            if path == "/v1/jobs/{job_id}" and _long_poll(scope):
                 path += "?wait"  # held until the job ends: its own latency series, not a slow read
             method = scope.get("method", "?")
             self.metrics.requests.labels(path, method, str(status)).inc()

@@ -1,6 +1,6 @@
 """Long polling: `GET /v1/jobs/{id}?wait=S` answers as soon as the job stops running, not S later.
 
-Workers publish a job's id on `jobspec.JOB_EVENTS_CHANNEL` when it finishes, fails, is canceled or
+Workers publish a job's id (`jobspec.publish_job_event`) when it finishes, fails, is canceled or
 goes back to its queue for a retry; the API publishes it when it cancels a queued job. Each API
 process holds one pub/sub connection, read by a daemon thread (started by the first waiter), and
 wakes the asyncio waiters registered for that id. A message can be missed (Redis restarting, a
@@ -95,11 +95,3 @@ class JobWatcher:
             finally:
                 with contextlib.suppress(redis.RedisError, OSError):
                     pubsub.close()
-
-
-def publish_job_event(connection: redis.Redis, job_id: str) -> None:
-    """Tell long-polling API requests that `job_id` changed state; best effort (they time out)."""
-    try:
-        connection.publish(JOB_EVENTS_CHANNEL, job_id)
-    except redis.RedisError as exc:
-        log.debug("could not publish the event of job %s: %s", job_id, exc)

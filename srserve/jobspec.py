@@ -1,16 +1,24 @@
 """The contract between the API (which enqueues) and the worker (which runs): the RQ function path,
-the JSON payload of a job, its blob keys, the shape of its return value and the cancel flag.
+the JSON payload of a job, its blob keys, the shape of its return value, the cancel flag and the
+job-event channel (with its one publisher).
 
-Pure pydantic, no torch, no FastAPI: both sides import it, so neither re-declares the payload.
+Pure pydantic (redis only inside `publish_job_event`), no torch, no FastAPI: both sides import it,
+so neither re-declares the payload.
 """
 
 from __future__ import annotations
 
-from typing import Literal
+import logging
+from typing import TYPE_CHECKING, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from srserve.schemas import JobMetrics, OutputFormat
+
+if TYPE_CHECKING:
+    from redis import Redis
+
+log = logging.getLogger(__name__)
 
 # RQ enqueues by dotted path, so the API never imports the worker (or torch).
 RUN_UPSCALE = "worker.jobs.run_upscale"
@@ -24,6 +32,17 @@ CANCEL_KEY_PREFIX = "srserve:cancel:"
 JOB_EVENTS_CHANNEL = "srserve:job-events"
 # job ids are secrets.token_urlsafe(16): 22 URL-safe characters; RQ accepts [A-Za-z0-9_-]
 JOB_ID_PATTERN = r"^[A-Za-z0-9_-]{16,64}$"
+
+
+def publish_job_event(connection: Redis, job_id: str) -> None:
+    """Tell the API's long polls that `job_id` stopped running; best effort (they fall back to their
+    timeout), so a Redis hiccup here never fails the job or the cancel that called it."""
+    from redis import RedisError
+
+    try:
+        connection.publish(JOB_EVENTS_CHANNEL, job_id)
+    except RedisError as exc:
+        log.debug("could not publish the event of job %s: %s", job_id, exc)
 
 
 def cancel_key(job_id: str) -> str:

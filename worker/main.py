@@ -21,7 +21,7 @@ from rq.job import Job
 from rq.serializers import JSONSerializer
 
 from srserve.blobstore import make_blob_store, sweep_orphaned_jobs
-from srserve.jobspec import JOB_EVENTS_CHANNEL
+from srserve.jobspec import publish_job_event
 from worker import jobs, pipeline
 from worker.batching_worker import BatchingWorker
 from worker.settings import WorkerSettings, get_settings
@@ -83,18 +83,11 @@ class SRWorker(BatchingWorker):
 
     def _finalize_success(self, job: Job, queue: Queue, execution: Any, return_value: Any) -> None:
         super()._finalize_success(job, queue, execution, return_value)
-        self._publish_event(job.id)
+        publish_job_event(self.connection, job.id)  # wakes the API's long polls (service/watch.py)
 
     def _finalize_failure(self, job: Job, queue: Queue, execution: Any, exc_info: Any) -> None:
         super()._finalize_failure(job, queue, execution, exc_info)
-        self._publish_event(job.id)  # failed, stopped, or queued again for a retry
-
-    def _publish_event(self, job_id: str) -> None:
-        # wakes the API's long polls (service/watch.py); a lost message only delays them to their timeout
-        try:
-            self.connection.publish(JOB_EVENTS_CHANNEL, job_id)
-        except redis.RedisError as exc:
-            log.debug("could not publish the event of job %s: %s", job_id, exc)
+        publish_job_event(self.connection, job.id)  # failed, stopped, or queued again for a retry
 
     def mark_stopping(self, job_id: str) -> None:
         # RQ's stop-job / stop-execution commands: the job stops at its next tile or stage boundary
