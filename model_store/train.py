@@ -93,6 +93,7 @@ class TrainConfig(BaseModel):
     name: str = ""  # default <arch>_x<scale>, or <arch> for a multi-scale network
     arch_args: dict[str, int | float | str | bool] = {}
     resume: bool = False
+    init: Path | None = None  # start a new schedule from these trained weights (their card must match)
     device: str = "auto"
     seed: int = 0
     warmup: int | None = None  # default min(500, iters // 10)
@@ -130,6 +131,46 @@ def full_arch_args(factory: object, given: dict[str, int | float | str | bool]) 
     args = {k: p.default for k, p in params.items() if k != "scale" and p.default is not inspect.Parameter.empty}
     args.update(given)
     return args
+
+
+@dataclass(frozen=True)
+class PriorTraining:
+    """The training behind `--init` weights, counted in the new card's iterations and wall time."""
+
+    steps: int = 0
+    seconds: float = 0.0
+    note: str = ""
+
+    def to_json(self) -> str:
+        return json.dumps([self.steps, self.seconds, self.note])
+
+    @classmethod
+    def from_json(cls, text: str) -> PriorTraining:
+        steps, seconds, note = json.loads(text)
+        return cls(int(steps), float(seconds), str(note))
+
+
+def load_init_weights(weights: Path, arch: str, arch_args: dict[str, int | float | str | bool], scale: int
+                      ) -> tuple[dict[str, torch.Tensor], PriorTraining]:
+    """The state dict of shipped/trained weights to start a new schedule from, checked against their
+    card (same architecture, arguments and scale; sha256 as recorded), and the training behind them."""
+    from safetensors.torch import load_file
+
+    card_file = weights.with_suffix(".json")
+    if not card_file.is_file():
+        raise ValueError(f"--init {weights}: no model card {card_file.name} beside it")
+    card = ModelCard.model_validate_json(card_file.read_text())
+    if card.architecture != arch or card.arch_args != arch_args or scale not in card.scales:
+        raise ValueError(f"--init {weights}: card is {card.architecture} x{card.scales} {card.arch_args}, "
+                         f"not {arch} x{scale} {arch_args}")
+    if card.weights_sha256 is not None and sha256_file(weights) != card.weights_sha256:
+        raise ValueError(f"--init {weights}: sha256 does not match its card")
+    t = card.training
+    steps, seconds = (t.iterations, t.wall_time_s) if t else (0, 0.0)
+    note = (f"continued from {card.name} sha256 {card.weights_sha256} ({steps} steps, {seconds:.0f} s: "
+            f"{t.command if t else '?'})")
+    log.info("initialised from %s (%d steps)", weights, steps)
+    return load_file(str(weights)), PriorTraining(steps, seconds, note)
 
 
 def _loss_fn(name: LossName, pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
@@ -193,6 +234,10 @@ class Trainer:
         self.best_psnr = -math.inf
         self.best_state: dict[str, torch.Tensor] | None = None
         self.history: list[tuple[int, float]] = []
+        self.prior = PriorTraining()
+        if cfg.init is not None:
+            state, self.prior = load_init_weights(cfg.init, cfg.arch, self.arch_args, cfg.scale)
+            self.module.load_state_dict({k: v.to(self.device) for k, v in state.items()})
         self.card_stub = self._card(results=[], weights_sha256=None, training=None)
 
     # ---- paths -------------------------------------------------------------------------------
@@ -282,7 +327,8 @@ class Trainer:
         tensors["rng.data"] = self.sampler.generator.get_state()
         tensors["rng.scale"] = self.scale_gen.get_state()
         meta = {"step": str(self.step), "elapsed": repr(elapsed), "best_psnr": repr(self.best_psnr),
-                "history": json.dumps(self.history), "config": self.cfg.model_dump_json()}
+                "history": json.dumps(self.history), "config": self.cfg.model_dump_json(),
+                "prior": self.prior.to_json()}
         tmp = self.ckpt_path.with_suffix(".tmp")
         save_file(tensors, str(tmp), metadata=meta)
         os.replace(tmp, self.ckpt_path)
@@ -309,6 +355,8 @@ class Trainer:
         self.elapsed_before = float(meta["elapsed"])
         self.best_psnr = float(meta["best_psnr"])
         self.history = [tuple(h) for h in json.loads(meta["history"])]  # type: ignore[misc]
+        if "prior" in meta:
+            self.prior = PriorTraining.from_json(meta["prior"])
         log.info("resumed %s at step %d (best Set5 %.3f dB)", self.ckpt_path, self.step, self.best_psnr)
 
     # ---- the loop ----------------------------------------------------------------------------
@@ -435,15 +483,17 @@ class Trainer:
                      None: "fp32"}[self.amp_dtype]
         scales = "/".join(str(s) for s in self.scales)
         return TrainingRecipe(
-            data=data, iterations=self.step, batch_size=cfg.batch, patch_size=self.patch, loss=cfg.loss,
+            data=data, iterations=self.prior.steps + self.step, batch_size=cfg.batch, patch_size=self.patch,
+            loss=cfg.loss,
             optimizer="Adam (0.9, 0.999)" + (f", grad clip {cfg.grad_clip}" if cfg.grad_clip else ""),
             learning_rate=cfg.lr, schedule=schedule,
             augmentation=f"random HR crops, flips and transposes; LR x{scales} by MATLAB antialiased bicubic, "
             "8-bit rounded" + ("; one scale drawn per batch" if self.multi_scale else ""),
             seed=cfg.seed, precision=precision, hardware=hardware_string(self.device),
-            wall_time_s=round(self.train_seconds, 1), command=cfg.command,
+            wall_time_s=round(self.prior.seconds + self.train_seconds, 1), command=cfg.command,
             notes="weights = best Set5 checkpoint of the run" + (
-                "; loss summed over every pyramid level" if self.pyramid else ""),
+                "; loss summed over every pyramid level" if self.pyramid else "")
+            + (f"; {self.prior.note}; iterations and wall time include it" if self.prior.note else ""),
         )
 
     def _card(self, *, results: list[EvalResult], weights_sha256: str | None, training: TrainingRecipe | None,

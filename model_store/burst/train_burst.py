@@ -46,7 +46,7 @@ from model_store.burst.synth import BurstConfig, degrade_shifted, synth_burst
 from model_store.card import EvalResult, ModelCard, TrainingRecipe
 from model_store.data import PatchSampler, data_root, default_train_dirs
 from model_store.registry import arch_spec, count_params, sha256_file
-from model_store.train import full_arch_args, hardware_string
+from model_store.train import PriorTraining, full_arch_args, hardware_string, load_init_weights
 
 log = logging.getLogger(__name__)
 
@@ -136,26 +136,10 @@ class BurstTrainer:
         self.best_state: dict[str, torch.Tensor] | None = None
         self.history: list[tuple[int, float]] = []
         self.train_seconds = 0.0
-        # training that produced --init's weights: (steps, seconds, description); counted in the card
-        self.prior: tuple[int, float, str] = (0, 0.0, "")
+        self.prior = PriorTraining()
         if args.init is not None:
-            self._load_init(args.init)
-
-    def _load_init(self, weights: Path) -> None:
-        from safetensors.torch import load_file
-
-        card = ModelCard.model_validate_json(weights.with_suffix(".json").read_text())
-        a = self.args
-        if card.architecture != a.arch or card.arch_args != self.arch_args or a.scale not in card.scales:
-            raise ValueError(f"--init {weights}: card is {card.architecture} x{card.scales} {card.arch_args}, "
-                             f"not {a.arch} x{a.scale} {self.arch_args}")
-        if card.weights_sha256 is not None and sha256_file(weights) != card.weights_sha256:
-            raise ValueError(f"--init {weights}: sha256 does not match its card")
-        self.module.load_state_dict({k: v.to(self.device) for k, v in load_file(str(weights)).items()})
-        steps, seconds = (card.training.iterations, card.training.wall_time_s) if card.training else (0, 0.0)
-        self.prior = (steps, seconds, f"continued from {card.name} sha256 {card.weights_sha256} ({steps} steps, "
-                                      f"{seconds:.0f} s: {card.training.command if card.training else '?'})")
-        log.info("initialised from %s (%d steps)", weights, steps)
+            state, self.prior = load_init_weights(args.init, args.arch, self.arch_args, args.scale)
+            self.module.load_state_dict({k: v.to(self.device) for k, v in state.items()})
 
     @property
     def ckpt_path(self) -> Path:
@@ -243,7 +227,7 @@ class BurstTrainer:
         tensors["rng.data"] = self.sampler.generator.get_state()
         tensors["rng.burst"] = self.gen.get_state()
         meta = {"step": str(self.step), "elapsed": repr(elapsed), "best_psnr": repr(self.best_psnr),
-                "history": json.dumps(self.history), "prior": json.dumps(self.prior)}
+                "history": json.dumps(self.history), "prior": self.prior.to_json()}
         tmp = self.ckpt_path.with_suffix(".tmp")
         save_file(tensors, str(tmp), metadata=meta)
         os.replace(tmp, self.ckpt_path)
@@ -271,8 +255,7 @@ class BurstTrainer:
         self.best_psnr = float(meta["best_psnr"])
         self.history = [tuple(h) for h in json.loads(meta["history"])]  # type: ignore[misc]
         if "prior" in meta:
-            steps, seconds, note = json.loads(meta["prior"])
-            self.prior = (int(steps), float(seconds), str(note))
+            self.prior = PriorTraining.from_json(meta["prior"])
         log.info("resumed %s at step %d", self.ckpt_path, self.step)
 
     def _eval_and_checkpoint(self, elapsed: float) -> None:
@@ -363,7 +346,7 @@ class BurstTrainer:
         loss = ("L1 vs HR" if a.supervision == "supervised" else
                 "self-supervised L1: held-out frame vs the prediction warped by its registered shift and downsampled")
         return TrainingRecipe(
-            data=data, iterations=self.prior[0] + self.step, batch_size=a.batch, patch_size=a.patch * a.scale,
+            data=data, iterations=self.prior.steps + self.step, batch_size=a.batch, patch_size=a.patch * a.scale,
             loss=loss,
             optimizer="Adam (0.9, 0.999), grad clip 1.0", learning_rate=a.lr,
             schedule="cosine, 200 warm-up iterations" + (f", over {a.time_budget:.0f} s" if a.time_budget else ""),
@@ -372,10 +355,10 @@ class BurstTrainer:
                           f"outlier p={TRAIN_OUTLIER}; "
                           "flips/transposes"),
             seed=a.seed, precision="bf16 autocast" if self.amp else "fp32", hardware=hardware_string(self.device),
-            wall_time_s=round(self.prior[1] + self.train_seconds, 1), command=command,
+            wall_time_s=round(self.prior.seconds + self.train_seconds, 1), command=command,
             notes="weights = best Set5-burst checkpoint" + (f"; true shifts + N(0, {SHIFT_JITTER}) jitter"
                                                             if a.supervision == "supervised" else "")
-            + (f"; {self.prior[2]}; iterations and wall time include it" if self.prior[2] else ""),
+            + (f"; {self.prior.note}; iterations and wall time include it" if self.prior.note else ""),
         )
 
 

@@ -59,6 +59,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="architecture constructor argument (repeatable)",
     )
     p.add_argument("--resume", action="store_true", help="continue from <out>/<name>.ckpt.safetensors")
+    p.add_argument(
+        "--init",
+        type=Path,
+        help="start a new schedule from these trained weights (e.g. model_store/weights/fsrcnn_x2.safetensors; "
+        "its card beside it must match the architecture, arguments and scale)",
+    )
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1 ...")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--eval-every", type=int, default=2000, help="Set5 evaluation + checkpoint every N steps")
@@ -108,6 +114,7 @@ def _handle(args: argparse.Namespace) -> int:
         name=args.name,
         arch_args=dict(args.arch_arg),
         resume=args.resume,
+        init=args.init,
         device=args.device,
         seed=args.seed,
         eval_every=args.eval_every,

@@ -93,3 +93,25 @@ def test_cli_arguments_become_the_config(tiny_data: Path) -> None:
                               "--data", str(tiny_data)])
     assert args.handler is train_cmd._handle
     assert args.arch_arg == [("depth", 4)] and args.time_budget == 5.0
+
+
+def test_init_starts_from_trained_weights_and_counts_their_training(tiny_data: Path, tmp_path: Path) -> None:
+    first = Trainer(_config(tiny_data, tmp_path / "a", iters=20, eval_every=10))
+    first.fit()
+    first.finish()
+    weights = tmp_path / "a" / "fsrcnn_x2.safetensors"
+    second = Trainer(_config(tiny_data, tmp_path / "b", iters=10, eval_every=10, init=weights))
+    start = {k: v.clone() for k, v in second.module.state_dict().items()}
+    from safetensors.torch import load_file
+
+    assert all(torch.equal(v, start[k]) for k, v in load_file(str(weights)).items())
+    second.fit()
+    card = second.finish()
+    assert card.training is not None and card.training.iterations == 30  # 20 inherited + 10 here
+    assert "continued from fsrcnn_x2" in card.training.notes
+    # another shape, or weights that do not match their card, are refused before any training
+    with pytest.raises(ValueError, match="--init .*card is fsrcnn"):
+        Trainer(_config(tiny_data, tmp_path / "c", init=weights, arch_args={**TINY, "d": 12}))
+    weights.write_bytes(weights.read_bytes()[:-4] + b"\0\0\0\0")
+    with pytest.raises(ValueError, match="sha256"):
+        Trainer(_config(tiny_data, tmp_path / "c", init=weights))
