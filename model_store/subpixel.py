@@ -29,6 +29,18 @@ def _phase_taps(kernel: int, stride: int, padding: int) -> tuple[list[tuple[int,
     return phases, min(js), max(js)
 
 
+def pixel_shuffle(x: torch.Tensor, scale: int) -> torch.Tensor:
+    """F.pixel_shuffle, as a single permuted copy when `x` is channels_last (NHWC memory)."""
+    b, c, h, w = x.shape
+    if c == 1 or x.is_contiguous() or not x.is_contiguous(memory_format=torch.channels_last):
+        return F.pixel_shuffle(x, scale)
+    out_c = c // (scale * scale)
+    nhwc = x.permute(0, 2, 3, 1).reshape(b, h, w, out_c, scale, scale)  # a view of the memory
+    if out_c == 1:  # one output channel: NCHW and NHWC are the same memory
+        return nhwc.permute(0, 3, 1, 4, 2, 5).reshape(b, 1, h * scale, w * scale)
+    return nhwc.permute(0, 1, 4, 2, 5, 3).reshape(b, h * scale, w * scale, out_c).permute(0, 3, 1, 2)
+
+
 class SubPixelDeconv(nn.Module):
     """Inference-only replacement of a ConvTranspose2d (groups = 1, dilation = 1, square stride)."""
 
@@ -69,7 +81,7 @@ class SubPixelDeconv(nn.Module):
             out = F.conv2d(x, weight, bias, padding=left)
         else:
             out = F.conv2d(F.pad(x, (left, right_w, left, right_h)), weight, bias)
-        return F.pixel_shuffle(out, s)[..., :out_h, :out_w]
+        return pixel_shuffle(out, s)[..., :out_h, :out_w]
 
 
 def convert_deconvs(module: nn.Module) -> int:

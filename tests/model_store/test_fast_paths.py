@@ -8,15 +8,17 @@ import dataclasses
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 from safetensors.torch import load_file
 from torch import nn
 
+from model_store import fast_resize
 from model_store.card import Catalog
 from model_store.cpu_inference import SigmoidTanh, prepare_for_cpu
 from model_store.fast_resize import imresize_torch_cached
 from model_store.registry import arch_spec, load_descriptor
 from model_store.resize import _out_size, _resize_axis_gather, imresize, polyphase_plan
-from model_store.subpixel import SubPixelDeconv, convert_deconvs
+from model_store.subpixel import SubPixelDeconv, convert_deconvs, pixel_shuffle
 
 
 def _gather_reference(img: np.ndarray, scale: float) -> np.ndarray:
@@ -28,7 +30,7 @@ def _gather_reference(img: np.ndarray, scale: float) -> np.ndarray:
 
 
 @pytest.mark.parametrize("scale", [2.0, 3.0, 4.0, 8.0, 0.5, 1 / 3, 0.25, 0.125, 1.5])
-@pytest.mark.parametrize("size", [(1, 1), (3, 2), (9, 7), (40, 33)])
+@pytest.mark.parametrize("size", [(1, 1), (3, 2), (9, 7), (40, 33), (150, 97)])
 def test_fast_resizes_match_the_gather_reference(scale: float, size: tuple[int, int]) -> None:
     h, w = size
     if scale < 1:  # integer downscales: sizes that divide
@@ -40,6 +42,34 @@ def test_fast_resizes_match_the_gather_reference(scale: float, size: tuple[int, 
     assert fast_np.shape == ref.shape and fast_torch.shape[-2:] == ref.shape[:2]
     assert np.abs(fast_np - ref).max() < 1e-12
     assert np.abs(fast_torch.permute(1, 2, 0).numpy() - ref).max() < 1e-5
+
+
+@pytest.mark.parametrize("scale", [4.0, 3.0, 0.25])
+def test_cpu_gemm_and_device_conv_paths_agree(scale: float) -> None:
+    # CPU tensors take the GEMM path; other devices the strided convolution: both against each other
+    # (on CPU) and differentiable (the GAN trainer's LR-consistency loss backpropagates through it)
+    x = torch.rand(2, 3, 70, 45, dtype=torch.float64)
+    if scale < 1:
+        x = torch.rand(2, 3, 280, 180, dtype=torch.float64)
+    h, w = x.shape[-2:]
+    oh, ow, sh, sw = _out_size(h, w, scale, None)
+    via_conv = x
+    via_gemm = x
+    for dim, length, out_len, s in ((-2, h, oh, sh), (-1, w, ow, sw)):
+        planned = fast_resize._polyphase(length, out_len, s, x.device, x.dtype)
+        assert planned is not None
+        key = (length, out_len, s, x.device, x.dtype)
+        via_gemm = fast_resize._resize_axis_gemm(via_gemm, planned, out_len, dim, key)
+        if dim == -2:
+            via_conv = fast_resize._resize_last_axis(via_conv.transpose(-1, -2), planned, out_len).transpose(-1, -2)
+        else:
+            via_conv = fast_resize._resize_last_axis(via_conv, planned, out_len)
+    assert via_gemm.shape == via_conv.shape == (2, 3, oh, ow)
+    assert (via_gemm - via_conv).abs().max() < 1e-12
+    side = 6 if scale > 1 else 24
+    assert polyphase_plan(side, round(side * scale), scale) is not None  # the GEMM path, not the gather
+    small = torch.rand(1, 1, side, side - 1 if scale > 1 else side, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(lambda t: imresize_torch_cached(t, scale=scale), (small,))
 
 
 def test_integer_factors_take_the_polyphase_path() -> None:
@@ -79,12 +109,25 @@ def test_sigmoid_tanh_equals_tanh() -> None:
     x = torch.linspace(-30, 30, 600_000).reshape(1, 1, 1000, 600)
     assert float((SigmoidTanh()(x) - torch.tanh(x)).abs().max()) < 5e-7
     net = nn.Sequential(nn.Conv2d(1, 2, 3), nn.Tanh(), nn.Sequential(nn.Tanh()))
-    assert prepare_for_cpu(net) == {"deconv": 0, "tanh": 2}
+    assert prepare_for_cpu(net) == {"deconv": 0, "tanh": 2, "pixel_shuffle": 0}
     assert not any(isinstance(m, nn.Tanh) for m in net.modules())
 
 
+@pytest.mark.parametrize("out_channels", [1, 3, 64])
+@pytest.mark.parametrize("layout", [torch.channels_last, torch.contiguous_format])
+def test_nhwc_pixel_shuffle_equals_pixel_shuffle(out_channels: int, layout: torch.memory_format) -> None:
+    x = torch.randn(2, out_channels * 16, 7, 5).contiguous(memory_format=layout)
+    out = pixel_shuffle(x, 4)
+    assert torch.equal(out, F.pixel_shuffle(x, 4))
+    if out_channels > 1:  # the next layer gets the layout it was given
+        assert out.is_contiguous(memory_format=layout)
+    net = nn.Sequential(nn.Conv2d(1, 16, 3), nn.PixelShuffle(4))
+    assert prepare_for_cpu(net)["pixel_shuffle"] == 1 and not isinstance(net[1], nn.PixelShuffle)
+
+
 @pytest.mark.parametrize(("name", "rewritten"), [("fsrcnn_x4", nn.ConvTranspose2d), ("fsrcnn_x3", nn.ConvTranspose2d),
-                                                 ("lapsrn_x4", nn.ConvTranspose2d), ("espcn_x4", nn.Tanh)])
+                                                 ("lapsrn_x4", nn.ConvTranspose2d), ("espcn_x4", nn.Tanh),
+                                                 ("espcn_x2", nn.PixelShuffle)])
 def test_cpu_descriptor_rewrites_layers_and_keeps_its_output(name: str, rewritten: type[nn.Module]) -> None:
     catalog = Catalog.load()
     card = catalog.get(name)
