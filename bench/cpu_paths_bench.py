@@ -42,12 +42,12 @@ CASES = [("fsrcnn_x4", "Set14", 4), ("espcn_x4", "Set14", 4), ("fsrcnn_x2", "Set
 @contextmanager
 def _previous_path() -> Iterator[None]:
     """Inside: bicubic as the strided convolution, PyTorch's pixel_shuffle in sub-pixel deconvolutions."""
-    block, shuffle = fast_resize.BLOCK, subpixel.pixel_shuffle
-    fast_resize.BLOCK, subpixel.pixel_shuffle = 0, F.pixel_shuffle
+    gemm, shuffle = fast_resize.CPU_GEMM, subpixel.pixel_shuffle
+    fast_resize.CPU_GEMM, subpixel.pixel_shuffle = False, F.pixel_shuffle
     try:
         yield
     finally:
-        fast_resize.BLOCK, subpixel.pixel_shuffle = block, shuffle
+        fast_resize.CPU_GEMM, subpixel.pixel_shuffle = gemm, shuffle
 
 
 def _before(card_name: str, scale: int, catalog: Catalog) -> SRDescriptor:

@@ -12,9 +12,9 @@ s output channels (one per phase) followed by an interleave. That replaces the g
 chroma and the bicubic skip of every Y-channel model. Same kernel, same numbers (float rounding
 aside); other factors and tiny inputs keep the gather path.
 
-On CPU the polyphase axis is computed as matrix products instead: `BLOCK` consecutive output blocks
-read one window of the padded input, so each window times one small banded matrix (the kernel
-repeated along its diagonal) is a GEMM. oneDNN runs the convolution above (1 input channel, s
+On CPU the polyphase axis is computed as matrix products instead (`model_store.resize.banded_plan`):
+32 consecutive output blocks read one window of the padded input, so each window times one small
+banded matrix (the kernel repeated along its diagonal) is a GEMM. oneDNN runs the convolution above (1 input channel, s
 output channels) far below its peak; MKL runs these GEMMs near it: 2.5-5x faster for every shape
 measured (128² and 270x480 at x4, 64² tiles in batches, x1/4 downscales), identical numbers. Blocks,
 not one dense matrix per axis, keep the work linear in the image width.
@@ -25,13 +25,13 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from model_store.resize import PolyphasePlan, _out_size, contributions, polyphase_plan
+from model_store.resize import BandedPlan, PolyphasePlan, _out_size, banded_plan, contributions, polyphase_plan
 
 _TableKey = tuple[int, int, float, torch.device, torch.dtype]
 _TABLES: dict[_TableKey, tuple[torch.Tensor, torch.Tensor]] = {}
 _POLY: dict[_TableKey, tuple[PolyphasePlan, torch.Tensor] | None] = {}
-_BANDED: dict[_TableKey, torch.Tensor] = {}
-BLOCK = 32  # output blocks per GEMM on CPU (best of 16-128 on the shapes above); 0 = the convolution there too
+_BANDED: dict[_TableKey, tuple[BandedPlan, torch.Tensor] | None] = {}
+CPU_GEMM = True  # False: the convolution on CPU too (benchmarks compare the two)
 
 
 def _bounded_put(cache: dict, key: _TableKey, value: object) -> None:  # type: ignore[type-arg]
@@ -78,44 +78,35 @@ def _resize_last_axis(x: torch.Tensor, planned: tuple[PolyphasePlan, torch.Tenso
     return out[..., :blocks].transpose(1, 2).reshape(*lead, out_len)
 
 
-def _banded(planned: tuple[PolyphasePlan, torch.Tensor], blocks: int, key: _TableKey) -> torch.Tensor:
-    """(blocks * phases, window) matrix: output block q of a window reads the kernel at offset q * stride."""
+def _banded(length: int, out_len: int, scale: float, device: torch.device, dtype: torch.dtype
+            ) -> tuple[BandedPlan, torch.Tensor] | None:
+    key = (length, out_len, scale, device, dtype)
     if key not in _BANDED:
-        plan, kernel = planned
-        phases, taps = kernel.shape
-        banded = kernel.new_zeros(blocks * phases, (blocks - 1) * plan.stride + taps)
-        for q in range(blocks):
-            banded[q * phases : (q + 1) * phases, q * plan.stride : q * plan.stride + taps] = kernel
-        _bounded_put(_BANDED, key, banded)
+        plan = banded_plan(length, out_len, scale)
+        value = None if plan is None else (plan, torch.tensor(plan.banded, dtype=dtype, device=device))
+        _bounded_put(_BANDED, key, value)
     return _BANDED[key]
 
 
-def _resize_axis_gemm(x: torch.Tensor, planned: tuple[PolyphasePlan, torch.Tensor], out_len: int, dim: int,
-                      key: _TableKey) -> torch.Tensor:
-    """Polyphase resize of axis `dim` (-1 or -2) as one GEMM per window of `BLOCK` output blocks."""
-    plan, kernel = planned
-    phases, taps = kernel.shape
-    total = out_len // phases
-    per = min(BLOCK, total)
-    n_win = -(-total // per)
-    window = (per - 1) * plan.stride + taps
-    step = per * plan.stride
-    need = (n_win - 1) * step + window  # padded input length the windows read
+def _resize_axis_gemm(x: torch.Tensor, plan: PolyphasePlan, planned: tuple[BandedPlan, torch.Tensor], out_len: int,
+                      dim: int) -> torch.Tensor:
+    """Polyphase resize of axis `dim` (-1 or -2) as one GEMM per window (`model_store.resize.BandedPlan`)."""
+    bp, banded = planned
     length = x.shape[dim]
     padded = torch.cat([x.narrow(dim, 0, plan.pad).flip(dim), x, x.narrow(dim, length - plan.pad, plan.pad).flip(dim)],
                        dim=dim) if plan.pad else x
-    padded = padded.narrow(dim, plan.start, min(need, padded.shape[dim] - plan.start))
-    if padded.shape[dim] < need:  # the last window runs past the input: zeros, cropped from the output below
+    padded = padded.narrow(dim, plan.start, min(bp.need, padded.shape[dim] - plan.start))
+    if padded.shape[dim] < bp.need:  # the last window runs past the input: zeros, cropped from the output below
         tail = list(padded.shape)
-        tail[dim] = need - padded.shape[dim]
+        tail[dim] = bp.need - padded.shape[dim]
         padded = torch.cat([padded, padded.new_zeros(tail)], dim=dim)
-    banded = _banded(planned, per, key)  # per is a function of out_len, which the key holds
+    starts = [i * bp.step for i in range(bp.windows)]
     if dim == -1:
-        rows = padded.reshape(-1, need)
-        out = torch.cat([rows[:, i * step : i * step + window] @ banded.T for i in range(n_win)], dim=1)
+        rows = padded.reshape(-1, bp.need)
+        out = torch.cat([rows[:, i : i + bp.window] @ banded.T for i in starts], dim=1)
         return out[:, :out_len].reshape(*x.shape[:-1], out_len)
-    cols = padded.reshape(-1, need, x.shape[-1])
-    out = torch.cat([torch.matmul(banded, cols[:, i * step : i * step + window]) for i in range(n_win)], dim=1)
+    cols = padded.reshape(-1, bp.need, x.shape[-1])
+    out = torch.cat([torch.matmul(banded, cols[:, i : i + bp.window]) for i in starts], dim=1)
     return out[:, :out_len].reshape(*x.shape[:-2], out_len, x.shape[-1])
 
 
@@ -129,8 +120,9 @@ def imresize_torch_cached(x: torch.Tensor, scale: float | None = None, size: tup
     for dim in order:
         length, out_len, s = (h, oh, sh) if dim == -2 else (w, ow, sw)
         planned = _polyphase(length, out_len, s, out.device, out.dtype) if out.dtype.is_floating_point else None
-        if planned is not None and out.device.type == "cpu" and BLOCK > 0:
-            out = _resize_axis_gemm(out, planned, out_len, dim, (length, out_len, s, out.device, out.dtype))
+        gemm = _banded(length, out_len, s, out.device, out.dtype) if planned and out.device.type == "cpu" else None
+        if planned is not None and gemm is not None and CPU_GEMM:
+            out = _resize_axis_gemm(out, planned[0], gemm, out_len, dim)
             continue
         if planned is not None:
             if dim == -2:

@@ -58,8 +58,9 @@ def test_cpu_gemm_and_device_conv_paths_agree(scale: float) -> None:
     for dim, length, out_len, s in ((-2, h, oh, sh), (-1, w, ow, sw)):
         planned = fast_resize._polyphase(length, out_len, s, x.device, x.dtype)
         assert planned is not None
-        key = (length, out_len, s, x.device, x.dtype)
-        via_gemm = fast_resize._resize_axis_gemm(via_gemm, planned, out_len, dim, key)
+        gemm = fast_resize._banded(length, out_len, s, x.device, x.dtype)
+        assert gemm is not None
+        via_gemm = fast_resize._resize_axis_gemm(via_gemm, planned[0], gemm, out_len, dim)
         if dim == -2:
             via_conv = fast_resize._resize_last_axis(via_conv.transpose(-1, -2), planned, out_len).transpose(-1, -2)
         else:

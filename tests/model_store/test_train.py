@@ -110,7 +110,7 @@ def test_init_starts_from_trained_weights_and_counts_their_training(tiny_data: P
     assert card.training is not None and card.training.iterations == 30  # 20 inherited + 10 here
     assert "continued from fsrcnn_x2" in card.training.notes
     # another shape, or weights that do not match their card, are refused before any training
-    with pytest.raises(ValueError, match="--init .*card is fsrcnn"):
+    with pytest.raises(ValueError, match=r"--init .*card is fsrcnn"):
         Trainer(_config(tiny_data, tmp_path / "c", init=weights, arch_args={**TINY, "d": 12}))
     weights.write_bytes(weights.read_bytes()[:-4] + b"\0\0\0\0")
     with pytest.raises(ValueError, match="sha256"):
