@@ -15,7 +15,7 @@ import logging
 import os
 import platform
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -63,16 +63,19 @@ def our_pass(desc: SRDescriptor, lrs: list[np.ndarray]) -> list[np.ndarray]:
     return outs
 
 
-def best_of(run_set: Callable[[], list[np.ndarray]], repeats: int) -> tuple[list[np.ndarray], float]:
-    """(outputs, seconds of the fastest of `repeats` timed passes over the set), after one warm-up
-    pass: the minimum is the least disturbed by other load on a shared machine (as timeit does)."""
-    outs = run_set()
-    best = float("inf")
+def best_of_interleaved(runs: Sequence[Callable[[], list[np.ndarray]]], repeats: int
+                        ) -> list[tuple[list[np.ndarray], float]]:
+    """Per run: (outputs, seconds of its fastest of `repeats` timed passes over the set), after one
+    warm-up pass each. The runs take turns, so a change in the load of a shared machine hits all of
+    them alike, and the minimum is the pass least disturbed by it (as timeit does)."""
+    outs = [run_set() for run_set in runs]
+    best = [float("inf")] * len(runs)
     for _ in range(max(1, repeats)):
-        t0 = time.perf_counter()
-        run_set()
-        best = min(best, time.perf_counter() - t0)
-    return outs, best
+        for i, run_set in enumerate(runs):
+            t0 = time.perf_counter()
+            run_set()
+            best[i] = min(best[i], time.perf_counter() - t0)
+    return list(zip(outs, best, strict=True))
 
 
 def run(args: argparse.Namespace) -> int:
@@ -99,8 +102,8 @@ def run(args: argparse.Namespace) -> int:
             sr.setModel(cv_name, scale)
             desc = load_descriptor(card, scale, catalog=catalog)
             lrs = [lr for lr, _ in pairs]
-            cv_outs, cv_s = best_of(partial(_opencv_pass, sr, lrs), args.repeats)
-            ours, our_s = best_of(partial(our_pass, desc, lrs), args.repeats)
+            (cv_outs, cv_s), (ours, our_s) = best_of_interleaved(
+                [partial(_opencv_pass, sr, lrs), partial(our_pass, desc, lrs)], args.repeats)
             cv_psnr, cv_ssim = _score(cv_outs, pairs, scale)
             our_psnr, our_ssim = _score(ours, pairs, scale)
             row = {
@@ -130,7 +133,7 @@ def run(args: argparse.Namespace) -> int:
         f"Date: {stamp}",
         "",
         f"Same images, same metric code (Y, shaved, 8-bit). Time = whole set, one image at a time, one CPU thread "
-        f"each; the best of {args.repeats} passes after a warm-up one.",
+        f"each; the best of {args.repeats} passes after a warm-up one, the two taking turns.",
         "",
         "| set | scale | ours | PSNR / SSIM | seconds | OpenCV | PSNR / SSIM | seconds | speed ratio |",
         "|---|---|---|---|---|---|---|---|---|",

@@ -27,7 +27,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from bench.anchor_bench import eval_pairs, our_pass
+from bench.anchor_bench import best_of_interleaved, eval_pairs, our_pass
 from model_store import fast_resize, subpixel
 from model_store.card import Catalog
 from model_store.cpu_inference import NHWCPixelShuffle
@@ -60,22 +60,9 @@ def _before(card_name: str, scale: int, catalog: Catalog) -> SRDescriptor:
     return desc
 
 
-def _alternating(before: Callable[[], list[np.ndarray]], after: Callable[[], list[np.ndarray]], repeats: int
-                 ) -> tuple[list[np.ndarray], float, list[np.ndarray], float]:
-    """Best-of-`repeats` seconds of each, passes alternating so that drifts in machine load hit both."""
+def _on_previous_path(run_set: Callable[[], list[np.ndarray]]) -> list[np.ndarray]:
     with _previous_path():
-        out_b = before()
-    out_a = after()
-    best_b = best_a = float("inf")
-    for _ in range(max(1, repeats)):
-        with _previous_path():
-            t0 = time.perf_counter()
-            before()
-            best_b = min(best_b, time.perf_counter() - t0)
-        t0 = time.perf_counter()
-        after()
-        best_a = min(best_a, time.perf_counter() - t0)
-    return out_b, best_b, out_a, best_a
+        return run_set()
 
 
 def run(args: argparse.Namespace) -> int:
@@ -86,8 +73,8 @@ def run(args: argparse.Namespace) -> int:
         lrs = [lr for lr, _ in eval_pairs(data_root(), dataset, scale)]
         before = _before(name, scale, catalog)
         after = load_descriptor(catalog.get(name), scale, catalog=catalog)
-        out_b, sec_b, out_a, sec_a = _alternating(partial(our_pass, before, lrs), partial(our_pass, after, lrs),
-                                                  args.repeats)
+        (out_b, sec_b), (out_a, sec_a) = best_of_interleaved(
+            [partial(_on_previous_path, partial(our_pass, before, lrs)), partial(our_pass, after, lrs)], args.repeats)
         pairs = zip(out_a, out_b, strict=True)
         worst = max(int(np.abs(a.astype(np.int16) - b.astype(np.int16)).max()) for a, b in pairs)
         rows.append({"model": name, "dataset": dataset, "scale": scale, "before_s": round(sec_b, 3),
