@@ -22,12 +22,16 @@ not one dense matrix per axis, keep the work linear in the image width.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import TypeVar
+
 import torch
 import torch.nn.functional as F
 
 from model_store.resize import BandedPlan, PolyphasePlan, _out_size, banded_plan, contributions, polyphase_plan
 
 _TableKey = tuple[int, int, float, torch.device, torch.dtype]
+_Plan = TypeVar("_Plan", PolyphasePlan, BandedPlan)
 _TABLES: dict[_TableKey, tuple[torch.Tensor, torch.Tensor]] = {}
 _POLY: dict[_TableKey, tuple[PolyphasePlan, torch.Tensor] | None] = {}
 _BANDED: dict[_TableKey, tuple[BandedPlan, torch.Tensor] | None] = {}
@@ -51,15 +55,25 @@ def _tables(length: int, out_len: int, scale: float, device: torch.device, dtype
     return hit
 
 
+def _on_device(cache: dict, make_plan: Callable[[int, int, float], _Plan | None], matrix: str,  # type: ignore[type-arg]
+               key: _TableKey) -> tuple[_Plan, torch.Tensor] | None:
+    """A shared plan (numpy, cached) and its `matrix` field as a tensor on the device, once per shape."""
+    if key not in cache:
+        length, out_len, scale, device, dtype = key
+        plan = make_plan(length, out_len, scale)
+        value = None if plan is None else (plan, torch.tensor(getattr(plan, matrix), dtype=dtype, device=device))
+        _bounded_put(cache, key, value)
+    return cache[key]
+
+
 def _polyphase(length: int, out_len: int, scale: float, device: torch.device, dtype: torch.dtype
                ) -> tuple[PolyphasePlan, torch.Tensor] | None:
-    """The shared plan and its kernel on the device, once per shape."""
-    key = (length, out_len, scale, device, dtype)
-    if key not in _POLY:
-        plan = polyphase_plan(length, out_len, scale)
-        value = None if plan is None else (plan, torch.tensor(plan.kernel, dtype=dtype, device=device))
-        _bounded_put(_POLY, key, value)
-    return _POLY[key]
+    return _on_device(_POLY, polyphase_plan, "kernel", (length, out_len, scale, device, dtype))
+
+
+def _banded(length: int, out_len: int, scale: float, device: torch.device, dtype: torch.dtype
+            ) -> tuple[BandedPlan, torch.Tensor] | None:
+    return _on_device(_BANDED, banded_plan, "banded", (length, out_len, scale, device, dtype))
 
 
 def _symmetric_pad_last(x: torch.Tensor, pad: int) -> torch.Tensor:
@@ -76,16 +90,6 @@ def _resize_last_axis(x: torch.Tensor, planned: tuple[PolyphasePlan, torch.Tenso
     out = F.conv1d(padded, kernel[:, None, :], stride=plan.stride)  # (N, phases, blocks)
     blocks = out_len // plan.phases
     return out[..., :blocks].transpose(1, 2).reshape(*lead, out_len)
-
-
-def _banded(length: int, out_len: int, scale: float, device: torch.device, dtype: torch.dtype
-            ) -> tuple[BandedPlan, torch.Tensor] | None:
-    key = (length, out_len, scale, device, dtype)
-    if key not in _BANDED:
-        plan = banded_plan(length, out_len, scale)
-        value = None if plan is None else (plan, torch.tensor(plan.banded, dtype=dtype, device=device))
-        _bounded_put(_BANDED, key, value)
-    return _BANDED[key]
 
 
 def _resize_axis_gemm(x: torch.Tensor, plan: PolyphasePlan, planned: tuple[BandedPlan, torch.Tensor], out_len: int,
