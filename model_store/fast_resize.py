@@ -14,10 +14,10 @@ aside); other factors and tiny inputs keep the gather path.
 
 On CPU the polyphase axis is computed as matrix products instead (`model_store.resize.banded_plan`):
 32 consecutive output blocks read one window of the padded input, so each window times one small
-banded matrix (the kernel repeated along its diagonal) is a GEMM. oneDNN runs the convolution above (1 input channel, s
-output channels) far below its peak; MKL runs these GEMMs near it: 2.5-5x faster for every shape
-measured (128² and 270x480 at x4, 64² tiles in batches, x1/4 downscales), identical numbers. Blocks,
-not one dense matrix per axis, keep the work linear in the image width.
+banded matrix (the kernel repeated along its diagonal) is a GEMM. oneDNN runs the convolution above
+(1 input channel, s output channels) far below its peak; MKL runs these GEMMs near it: 2.5-5x
+faster for every shape measured (128² and 270x480 at x4, 64² tiles in batches, x1/4 downscales),
+identical numbers. Blocks, not one dense matrix per axis, keep the work linear in the image width.
 """
 
 from __future__ import annotations
