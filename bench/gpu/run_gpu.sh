@@ -10,8 +10,8 @@
 # Run on the GPU box (device tool): carry .gpu/train_sub .gpu/eval .whl, timeout_s 590:
 #   bash bench/gpu/run_gpu.sh
 # What comes back under $OUT: results.tgz.part-* (weights, cards, logs, bench tables) and summary.txt.
-# Here: cat results.tgz.part-* | tar xz; cp runs/gpu/*.{json,safetensors} model_store/weights/
-#       (not *.ckpt.*), then `python -m model_store.results_table` and commit.
+# Here: cat results.tgz.part-* | tar xz; python -m model_store.install_weights runs/gpu (copies a model
+#       only where it measures better than what ships), then `python -m model_store.results_table`, commit.
 set -uo pipefail
 start=$(date +%s)
 OUT=${OUT:-/tmp/out}
