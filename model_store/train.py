@@ -29,7 +29,7 @@ import math
 import os
 import platform
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
@@ -171,6 +171,70 @@ def load_init_weights(weights: Path, arch: str, arch_args: dict[str, int | float
             f"{t.command if t else '?'})")
     log.info("initialised from %s (%d steps)", weights, steps)
     return load_file(str(weights)), PriorTraining(steps, seconds, note)
+
+
+def save_run_checkpoint(path: Path, module: nn.Module, opt: torch.optim.Optimizer,
+                        best_state: dict[str, torch.Tensor] | None, generators: dict[str, torch.Generator],
+                        meta: dict[str, str]) -> None:
+    """Tensors only (model, best-so-far model, optimiser state, RNG states), counters as metadata,
+    written atomically: `--resume` never unpickles anything and a crash never leaves half a file."""
+    from safetensors.torch import save_file
+
+    tensors = {f"model.{k}": v for k, v in _cpu_state(module).items()}
+    if best_state is not None:
+        tensors.update({f"best.{k}": v.float().cpu().contiguous() for k, v in best_state.items()})
+    for i, state in opt.state_dict()["state"].items():
+        for key, value in state.items():
+            tensors[f"opt.{i}.{key}"] = torch.as_tensor(value).detach().cpu().contiguous()
+    tensors.update({f"rng.{name}": gen.get_state() for name, gen in generators.items()})
+    tmp = path.with_suffix(".tmp")
+    save_file(tensors, str(tmp), metadata=meta)
+    os.replace(tmp, path)
+
+
+def load_run_checkpoint(path: Path, module: nn.Module, opt: torch.optim.Optimizer,
+                        generators: dict[str, torch.Generator], device: torch.device
+                        ) -> tuple[dict[str, torch.Tensor] | None, dict[str, str]]:
+    """Restore what `save_run_checkpoint` wrote into `module`, `opt` and `generators`; returns the
+    best-so-far state (None if none yet) and the metadata."""
+    from safetensors import safe_open
+    from safetensors.torch import load_file
+
+    with safe_open(str(path), "pt") as f:
+        meta = f.metadata()
+    tensors = load_file(str(path))
+    module.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
+    best = {k[5:]: v.to(device) for k, v in tensors.items() if k.startswith("best.")}
+    opt_state: dict[int, dict[str, torch.Tensor]] = {}
+    for k, v in tensors.items():
+        if k.startswith("opt."):
+            _, i, key = k.split(".", 2)
+            opt_state.setdefault(int(i), {})[key] = v
+    opt.load_state_dict({"state": opt_state, "param_groups": opt.state_dict()["param_groups"]})
+    for name, gen in generators.items():
+        gen.set_state(tensors[f"rng.{name}"])
+    return best or None, meta
+
+
+@dataclass
+class RunProgress:
+    """The counters a resumed run continues from (checkpoint metadata)."""
+
+    step: int = 0
+    elapsed: float = 0.0  # training seconds so far
+    best_psnr: float = -math.inf
+    history: list[tuple[int, float]] = field(default_factory=list)
+    prior: PriorTraining = field(default_factory=PriorTraining)
+
+    def to_meta(self) -> dict[str, str]:
+        return {"step": str(self.step), "elapsed": repr(self.elapsed), "best_psnr": repr(self.best_psnr),
+                "history": json.dumps(self.history), "prior": self.prior.to_json()}
+
+    @classmethod
+    def from_meta(cls, meta: dict[str, str]) -> RunProgress:
+        return cls(int(meta["step"]), float(meta["elapsed"]), float(meta["best_psnr"]),
+                   [(int(s), float(p)) for s, p in json.loads(meta["history"])],
+                   PriorTraining.from_json(meta["prior"]) if "prior" in meta else PriorTraining())
 
 
 def _loss_fn(name: LossName, pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
@@ -316,48 +380,21 @@ class Trainer:
 
     # ---- checkpoints -------------------------------------------------------------------------
     def save_checkpoint(self, elapsed: float) -> None:
-        from safetensors.torch import save_file
-
-        tensors = {f"model.{k}": v for k, v in _cpu_state(self.module).items()}
-        if self.best_state is not None:
-            tensors.update({f"best.{k}": v.cpu().contiguous() for k, v in self.best_state.items()})
-        for i, state in self.opt.state_dict()["state"].items():
-            for key, value in state.items():
-                tensors[f"opt.{i}.{key}"] = torch.as_tensor(value).detach().cpu().contiguous()
-        tensors["rng.data"] = self.sampler.generator.get_state()
-        tensors["rng.scale"] = self.scale_gen.get_state()
-        meta = {"step": str(self.step), "elapsed": repr(elapsed), "best_psnr": repr(self.best_psnr),
-                "history": json.dumps(self.history), "config": self.cfg.model_dump_json(),
-                "prior": self.prior.to_json()}
-        tmp = self.ckpt_path.with_suffix(".tmp")
-        save_file(tensors, str(tmp), metadata=meta)
-        os.replace(tmp, self.ckpt_path)
+        progress = RunProgress(self.step, elapsed, self.best_psnr, self.history, self.prior)
+        save_run_checkpoint(self.ckpt_path, self.module, self.opt, self.best_state, self._generators,
+                            {**progress.to_meta(), "config": self.cfg.model_dump_json()})
 
     def load_checkpoint(self) -> None:
-        from safetensors import safe_open
-        from safetensors.torch import load_file
-
-        with safe_open(str(self.ckpt_path), "pt") as f:
-            meta = f.metadata()
-        tensors = load_file(str(self.ckpt_path))
-        self.module.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
-        best = {k[5:]: v.to(self.device) for k, v in tensors.items() if k.startswith("best.")}
-        self.best_state = best or None
-        opt_state: dict[int, dict[str, torch.Tensor]] = {}
-        for k, v in tensors.items():
-            if k.startswith("opt."):
-                _, i, key = k.split(".", 2)
-                opt_state.setdefault(int(i), {})[key] = v
-        self.opt.load_state_dict({"state": opt_state, "param_groups": self.opt.state_dict()["param_groups"]})
-        self.sampler.generator.set_state(tensors["rng.data"])
-        self.scale_gen.set_state(tensors["rng.scale"])
-        self.step = int(meta["step"])
-        self.elapsed_before = float(meta["elapsed"])
-        self.best_psnr = float(meta["best_psnr"])
-        self.history = [tuple(h) for h in json.loads(meta["history"])]  # type: ignore[misc]
-        if "prior" in meta:
-            self.prior = PriorTraining.from_json(meta["prior"])
+        self.best_state, meta = load_run_checkpoint(self.ckpt_path, self.module, self.opt, self._generators,
+                                                    self.device)
+        progress = RunProgress.from_meta(meta)
+        self.step, self.elapsed_before, self.best_psnr = progress.step, progress.elapsed, progress.best_psnr
+        self.history, self.prior = progress.history, progress.prior
         log.info("resumed %s at step %d (best Set5 %.3f dB)", self.ckpt_path, self.step, self.best_psnr)
+
+    @property
+    def _generators(self) -> dict[str, torch.Generator]:
+        return {"data": self.sampler.generator, "scale": self.scale_gen}
 
     # ---- the loop ----------------------------------------------------------------------------
     def _maybe_best(self, psnr: float) -> None:

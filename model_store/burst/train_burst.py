@@ -46,7 +46,15 @@ from model_store.burst.synth import BurstConfig, degrade_shifted, synth_burst
 from model_store.card import EvalResult, ModelCard, TrainingRecipe
 from model_store.data import PatchSampler, data_root, default_train_dirs
 from model_store.registry import arch_spec, count_params, sha256_file
-from model_store.train import PriorTraining, full_arch_args, hardware_string, load_init_weights
+from model_store.train import (
+    PriorTraining,
+    RunProgress,
+    full_arch_args,
+    hardware_string,
+    load_init_weights,
+    load_run_checkpoint,
+    save_run_checkpoint,
+)
 
 log = logging.getLogger(__name__)
 
@@ -216,47 +224,21 @@ class BurstTrainer:
 
     # ---- checkpoints ---------------------------------------------------------------------------
     def save_checkpoint(self, elapsed: float) -> None:
-        from safetensors.torch import save_file
-
-        tensors = {f"model.{k}": v.detach().float().cpu().contiguous() for k, v in self.module.state_dict().items()}
-        if self.best_state is not None:
-            tensors.update({f"best.{k}": v.float().cpu().contiguous() for k, v in self.best_state.items()})
-        for i, st in self.opt.state_dict()["state"].items():
-            for key, value in st.items():
-                tensors[f"opt.{i}.{key}"] = torch.as_tensor(value).detach().cpu().contiguous()
-        tensors["rng.data"] = self.sampler.generator.get_state()
-        tensors["rng.burst"] = self.gen.get_state()
-        meta = {"step": str(self.step), "elapsed": repr(elapsed), "best_psnr": repr(self.best_psnr),
-                "history": json.dumps(self.history), "prior": self.prior.to_json()}
-        tmp = self.ckpt_path.with_suffix(".tmp")
-        save_file(tensors, str(tmp), metadata=meta)
-        os.replace(tmp, self.ckpt_path)
+        progress = RunProgress(self.step, elapsed, self.best_psnr, self.history, self.prior)
+        save_run_checkpoint(self.ckpt_path, self.module, self.opt, self.best_state, self._generators,
+                            progress.to_meta())
 
     def load_checkpoint(self) -> None:
-        from safetensors import safe_open
-        from safetensors.torch import load_file
-
-        with safe_open(str(self.ckpt_path), "pt") as f:
-            meta = f.metadata()
-        t = load_file(str(self.ckpt_path))
-        self.module.load_state_dict({k[6:]: v for k, v in t.items() if k.startswith("model.")})
-        best = {k[5:]: v.to(self.device) for k, v in t.items() if k.startswith("best.")}
-        self.best_state = best or None
-        opt_state: dict[int, dict[str, torch.Tensor]] = {}
-        for k, v in t.items():
-            if k.startswith("opt."):
-                _, i, key = k.split(".", 2)
-                opt_state.setdefault(int(i), {})[key] = v
-        self.opt.load_state_dict({"state": opt_state, "param_groups": self.opt.state_dict()["param_groups"]})
-        self.sampler.generator.set_state(t["rng.data"])
-        self.gen.set_state(t["rng.burst"])
-        self.step = int(meta["step"])
-        self.elapsed_before = float(meta["elapsed"])
-        self.best_psnr = float(meta["best_psnr"])
-        self.history = [tuple(h) for h in json.loads(meta["history"])]  # type: ignore[misc]
-        if "prior" in meta:
-            self.prior = PriorTraining.from_json(meta["prior"])
+        self.best_state, meta = load_run_checkpoint(self.ckpt_path, self.module, self.opt, self._generators,
+                                                    self.device)
+        progress = RunProgress.from_meta(meta)
+        self.step, self.elapsed_before, self.best_psnr = progress.step, progress.elapsed, progress.best_psnr
+        self.history, self.prior = progress.history, progress.prior
         log.info("resumed %s at step %d", self.ckpt_path, self.step)
+
+    @property
+    def _generators(self) -> dict[str, torch.Generator]:
+        return {"data": self.sampler.generator, "burst": self.gen}
 
     def _eval_and_checkpoint(self, elapsed: float) -> None:
         psnr, _ = self.evaluate("Set5", self.args.eval_limit)
