@@ -17,6 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from model_store.archs.blocks import ResBlock
 from model_store.registry import register_arch
 
 # DIV2K RGB mean, as in the paper's code; std is taken as 1.
@@ -33,23 +34,6 @@ class MeanShift(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return F.conv2d(x, self.weight.to(x.dtype), self.bias.to(x.dtype))
-
-
-class _ResBlock(nn.Module):
-    def __init__(self, num_feat: int, res_scale: float) -> None:
-        super().__init__()
-        self.body = nn.Sequential(
-            nn.Conv2d(num_feat, num_feat, 3, 1, 1),
-            nn.ReLU(inplace=True),
-            nn.Conv2d(num_feat, num_feat, 3, 1, 1),
-        )
-        self.res_scale = res_scale
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        res = self.body(x)
-        if self.res_scale != 1.0:
-            res = res * self.res_scale
-        return x + res
 
 
 def _upsampler(scale: int, num_feat: int) -> nn.Sequential:
@@ -80,7 +64,7 @@ class EDSR(nn.Module):
         self.sub_mean = MeanShift(img_range, -1)
         self.head = nn.Sequential(nn.Conv2d(3, num_feat, 3, 1, 1))
         self.body = nn.Sequential(
-            *[_ResBlock(num_feat, res_scale) for _ in range(num_block)],
+            *[ResBlock(num_feat, res_scale) for _ in range(num_block)],
             nn.Conv2d(num_feat, num_feat, 3, 1, 1),
         )
         self.tail = nn.Sequential(_upsampler(scale, num_feat), nn.Conv2d(num_feat, 3, 3, 1, 1))

@@ -14,19 +14,9 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from model_store.archs.blocks import ResBlock
 from model_store.fast_resize import imresize_torch_cached
 from model_store.registry import register_arch
-
-
-class ResBlock(nn.Module):
-    def __init__(self, ch: int) -> None:
-        super().__init__()
-        self.body = nn.Sequential(
-            nn.Conv2d(ch, ch, 3, padding=1), nn.ReLU(inplace=True), nn.Conv2d(ch, ch, 3, padding=1)
-        )
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x + self.body(x)
 
 
 class ConvGRUCell(nn.Module):

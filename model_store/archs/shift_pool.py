@@ -23,19 +23,9 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from model_store.archs.blocks import ResBlock
 from model_store.burst.fusion import back_project, fill_holes, hr_positions, splat
 from model_store.registry import register_arch
-
-
-class ResBlock(nn.Module):
-    def __init__(self, ch: int) -> None:
-        super().__init__()
-        self.body = nn.Sequential(
-            nn.Conv2d(ch, ch, 3, padding=1), nn.ReLU(inplace=True), nn.Conv2d(ch, ch, 3, padding=1)
-        )
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x + self.body(x)
 
 
 class ShiftPool(nn.Module):

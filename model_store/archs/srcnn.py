@@ -15,6 +15,7 @@ import math
 import torch
 from torch import nn
 
+from model_store.archs.blocks import init_bicubic_residual
 from model_store.fast_resize import imresize_torch_cached
 from model_store.registry import register_arch
 
@@ -38,13 +39,7 @@ class SRCNN(nn.Module):
         hr_radius = (f1 - 1) // 2 + (f2 - 1) // 2 + (f3 - 1) // 2
         self.receptive_field = math.ceil(hr_radius / scale) + 2
         self.size_multiple = 1
-        for m in self.body:
-            if isinstance(m, nn.Conv2d):
-                nn.init.kaiming_normal_(m.weight, nonlinearity="relu")
-                nn.init.zeros_(m.bias)
-        last = self.body[-1]
-        assert isinstance(last, nn.Conv2d)
-        nn.init.normal_(last.weight, std=1e-3)  # paper: output layer initialised near zero
+        init_bicubic_residual(self.body)  # paper: output layer initialised near zero
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         up = imresize_torch_cached(x, scale=float(self.scale))

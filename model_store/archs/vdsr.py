@@ -13,6 +13,7 @@ import math
 import torch
 from torch import nn
 
+from model_store.archs.blocks import init_bicubic_residual
 from model_store.fast_resize import imresize_torch_cached
 from model_store.registry import register_arch
 
@@ -34,13 +35,7 @@ class VDSR(nn.Module):
         # LR radius for the smallest scale (the widest in LR pixels), plus bicubic's 2-pixel support
         self.receptive_field = math.ceil(depth / min(self.supported_scales)) + 2
         self.size_multiple = 1
-        for m in self.body:
-            if isinstance(m, nn.Conv2d):
-                nn.init.kaiming_normal_(m.weight, nonlinearity="relu")
-                nn.init.zeros_(m.bias)
-        last = self.body[-1]
-        assert isinstance(last, nn.Conv2d)
-        nn.init.normal_(last.weight, std=1e-3)  # start at the bicubic image
+        init_bicubic_residual(self.body)  # start at the bicubic image
 
     def forward_with_scale(self, x: torch.Tensor, scale: int) -> torch.Tensor:
         up = imresize_torch_cached(x, scale=float(scale))
