@@ -284,7 +284,7 @@ def run(
                         imgs,
                         device,
                         tile=tile,
-                        max_batch=32 if gpu else 8,
+                        max_batch=32 if gpu else 1,  # the worker's defaults (worker/jobs.py)
                         jobs_in_flight=16 if gpu else 4,
                         with_codec=with_codec,
                     )

@@ -38,7 +38,9 @@ class WorkerSettings(CommonSettings):
     )
     tile_size: int = Field(default=0, ge=0, description="LR tile side; 0 = auto (128 on CPU, 384 on CUDA)")
     min_tile: int = Field(default=32, ge=8, description="smallest tile the out-of-memory back-off tries")
-    max_batch_size: int = Field(default=16, ge=1, le=1024, description="tiles per device batch (all models)")
+    max_batch_size: int = Field(
+        default=0, ge=0, le=1024, description="tiles per device batch (all models); 0 = auto (16 on CUDA, 1 on CPU)"
+    )
     max_queue_delay_ms: float = Field(
         default=5.0, ge=0.0, description="longest a tile waits for its batch to fill (Triton's max_queue_delay)"
     )

@@ -146,3 +146,15 @@ def test_job_state_batches_progress_and_cancel_into_few_round_trips(redis_conn: 
     finally:
         redis_conn.delete(jobspec.cancel_key(job.id))
         job.delete()
+
+
+def test_cpu_engine_batches_one_tile_unless_configured(tmp_path: Path) -> None:
+    auto = build_engine(WorkerSettings(blob_dir=tmp_path, device="cpu"), "cpu", None)
+    set_by_hand = build_engine(WorkerSettings(blob_dir=tmp_path, device="cpu", max_batch_size=4), "cpu", None)
+    try:
+        assert auto.config.default_policy.max_batch_size == 1
+        assert auto.config.tile_size == 128
+        assert set_by_hand.config.default_policy.max_batch_size == 4
+    finally:
+        auto.stop()
+        set_by_hand.stop()
