@@ -123,7 +123,8 @@ def run(args: argparse.Namespace) -> int:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     load = os.getloadavg()[0]
-    machine = f"{platform.system()} {platform.release()}; {platform.machine()}, {os.cpu_count()} cores, load {load:.1f}"
+    machine = (f"{platform.system()} {platform.release()}; {platform.machine()}, {os.cpu_count()} cores, "
+               f"load {load:.1f}; OpenCV {cv2.__version__}, torch {torch.__version__}")
     stamp = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
     (out / f"{args.tag}.json").write_text(json.dumps({"machine": machine, "date": stamp, "rows": rows}, indent=1))
     lines = [
