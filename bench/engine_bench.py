@@ -198,10 +198,12 @@ def bench_engine(
     max_batch: int,
     jobs_in_flight: int,
     with_codec: bool,
+    fit_tiles: bool = False,
 ) -> Case:
     """Run len(imgs) jobs through the engine with `jobs_in_flight` concurrent job threads."""
     engine = InferenceEngine(
-        EngineConfig(device=str(device), tile_size=tile, default_policy=BatchPolicy(max_batch, 0.004))
+        EngineConfig(device=str(device), tile_size=tile, default_policy=BatchPolicy(max_batch, 0.004),
+                     fit_tiles=fit_tiles)
     ).start()
     encoded = [imaging.encode(i, "png")[0] for i in imgs] if with_codec else []
     stats_batches: list[int] = []
@@ -276,7 +278,7 @@ def run(
             imgs = _inputs(h, w, n_jobs)
             log.info("bench %s %s on %s", card.name, size, device)
             row = [bench_naive(desc, imgs[0], device, seconds), bench_pure(desc, imgs[0], device, seconds)]
-            tile = 256 if gpu else 128
+            tile = 256  # CPU: the worker's default, tiles sized to the image (worker/jobs.py)
             for with_codec in (False, True):
                 row.append(
                     bench_engine(
@@ -287,6 +289,7 @@ def run(
                         max_batch=32 if gpu else 1,  # the worker's defaults (worker/jobs.py)
                         jobs_in_flight=16 if gpu else 4,
                         with_codec=with_codec,
+                        fit_tiles=not gpu,
                     )
                 )
             for c in row:

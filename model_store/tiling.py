@@ -71,14 +71,28 @@ def round_up(value: int, multiple: int) -> int:
     return -(-value // multiple) * multiple
 
 
-def plan_tiles(height: int, width: int, tile: int, overlap: int, size_multiple: int = 1) -> TilePlan:
-    """Plan fixed-shape tiles covering an LR image; `tile` is the LR tile side."""
+def _fitted(length: int, tile: int, overlap: int, size_multiple: int) -> int:
+    """The smallest tile side that covers `length` with as many tiles as `tile` would need: the
+    cores split the axis evenly instead of the last tile overlapping its neighbour by up to a tile."""
+    if length <= tile:
+        return round_up(length, size_multiple)
+    count = -(-(length - 2 * overlap) // (tile - 2 * overlap))
+    return min(tile, round_up(-(-(length - 2 * overlap) // count) + 2 * overlap, size_multiple))
+
+
+def plan_tiles(height: int, width: int, tile: int, overlap: int, size_multiple: int = 1, *,
+               fit: bool = False) -> TilePlan:
+    """Plan fixed-shape tiles covering an LR image; `tile` is the LR tile side (the largest with
+    `fit`, which sizes the tiles to this image: less overlap to compute, but the shape differs
+    between images, so only where cross-job batches do not matter, i.e. one tile per batch on CPU)."""
     if height <= 0 or width <= 0:
         raise ValueError("empty image")
     tile = round_up(tile, size_multiple)
-    # A small dimension gets a smaller tile (rounded to the size multiple); everything else `tile`.
-    tile_h = tile if height >= tile else round_up(height, size_multiple)
-    tile_w = tile if width >= tile else round_up(width, size_multiple)
+    if fit:
+        tile_h, tile_w = (_fitted(n, tile, overlap, size_multiple) for n in (height, width))
+    else:  # a small dimension gets a smaller tile (rounded to the size multiple); everything else `tile`
+        tile_h = tile if height >= tile else round_up(height, size_multiple)
+        tile_w = tile if width >= tile else round_up(width, size_multiple)
     ys = _starts(height, tile_h, overlap)
     xs = _starts(width, tile_w, overlap)
     ycores = _cores(ys, tile_h, height)

@@ -59,6 +59,10 @@ class EngineConfig:
     # Simulated device memory (bytes) for tests and CPU: a batch whose estimated activation memory is
     # larger raises the same out-of-memory path as CUDA. 0 = no simulated limit.
     memory_budget_bytes: int = 0
+    # Size each image's tiles to it (`plan_tiles(fit=True)`): least overlap to compute, but tile
+    # shapes then differ between images, so tiles of different jobs rarely share a batch. For CPU,
+    # where batches are one tile anyway.
+    fit_tiles: bool = False
 
     def policy(self, model: str) -> BatchPolicy:
         return self.policies.get(model, self.default_policy)
@@ -157,7 +161,8 @@ class InferenceEngine:
         while True:
             overlap = descriptor.receptive_field
             tile = max(tile, 2 * overlap + descriptor.size_multiple)
-            plan = plan_tiles(rgb.shape[0], rgb.shape[1], tile, overlap, descriptor.size_multiple)
+            plan = plan_tiles(rgb.shape[0], rgb.shape[1], tile, overlap, descriptor.size_multiple,
+                              fit=self.config.fit_tiles)
             work = _JobWork(plan, descriptor.scale, cancel)
             self._submit(descriptor, rgb, work)
             self._wait(work, progress)

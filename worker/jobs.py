@@ -96,7 +96,9 @@ def build_engine(settings: WorkerSettings, device: str, metrics: EngineMetrics |
                           float(p.get("max_queue_delay_s", default.max_queue_delay_s)))
         for name, p in settings.batch_policies.items()
     }
-    tile = settings.tile_size or (384 if cuda else 128)
+    # CPU tiles sized to the image up to 256²: one tile per batch, so no shape has to be shared, and
+    # a 256² tile's activations (56-64 channels) stay under the 32 MB that glibc serves from its heap
+    tile = settings.tile_size or (384 if cuda else 256)
     # more intra-op threads than free cores makes small tiles many times slower (spin/oversubscription)
     torch.set_num_threads(settings.torch_threads or min(4, os.cpu_count() or 1))
     config = EngineConfig(
@@ -107,6 +109,7 @@ def build_engine(settings: WorkerSettings, device: str, metrics: EngineMetrics |
         policies=policies,
         half_precision=settings.half_precision,
         memory_budget_bytes=settings.memory_budget_bytes,
+        fit_tiles=not cuda and batch == 1,
     )
     return InferenceEngine(config, metrics).start()
 

@@ -36,7 +36,9 @@ class WorkerSettings(CommonSettings):
     jobs_in_flight: int = Field(
         default=8, ge=1, le=256, description="jobs one worker holds at once; 1 turns cross-job batching off"
     )
-    tile_size: int = Field(default=0, ge=0, description="LR tile side; 0 = auto (128 on CPU, 384 on CUDA)")
+    tile_size: int = Field(
+        default=0, ge=0, description="LR tile side; 0 = auto (at most 256 on CPU, sized to the image; 384 on CUDA)"
+    )
     min_tile: int = Field(default=32, ge=8, description="smallest tile the out-of-memory back-off tries")
     max_batch_size: int = Field(
         default=0, ge=0, le=1024, description="tiles per device batch (all models); 0 = auto (16 on CUDA, 1 on CPU)"

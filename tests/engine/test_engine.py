@@ -56,6 +56,35 @@ def test_tiled_equals_untiled(card: ModelCard, engine: InferenceEngine) -> None:
     assert psnr(tiled, ref, peak=1.0) >= 60.0
 
 
+def test_fitted_tiles_split_the_image_evenly() -> None:
+    # 256 px, tile 128, overlap 8: fixed tiles start at 0, 112, 128 (the last overlaps its neighbour by
+    # 112 px); fitted ones are 96 px at 0, 80, 160: the same three tiles, 25% less to compute per axis
+    fixed, fitted = plan_tiles(256, 256, 128, 8), plan_tiles(256, 256, 128, 8, fit=True)
+    assert (fixed.tile_h, fitted.tile_h) == (128, 96)
+    assert [t.y0 for t in fitted.tiles[::3]] == [0, 80, 160] and len(fitted.tiles) == len(fixed.tiles) == 9
+    assert plan_tiles(200, 90, 256, 8, fit=True).shape == (200, 90)  # smaller than the tile: one, whole
+
+
+@pytest.mark.parametrize("card", [CATALOG.get(n) for n in ("fsrcnn_x4", "espcn_x2", "lapsrn_x4")], ids=lambda c: c.name)
+def test_tiles_fitted_to_the_image_equal_untiled(card: ModelCard) -> None:
+    scale = card.scales[0]
+    desc = load_descriptor(card, scale, catalog=CATALOG)
+    h, w = 70, 101
+    tile = max(48, 2 * desc.receptive_field + 8)
+    fixed = plan_tiles(h, w, tile, desc.receptive_field, desc.size_multiple)
+    fitted = plan_tiles(h, w, tile, desc.receptive_field, desc.size_multiple, fit=True)
+    assert len(fitted.tiles) == len(fixed.tiles) > 1  # as many tiles, less overlap to compute
+    assert fitted.tile_h <= fixed.tile_h and fitted.tile_w <= fixed.tile_w
+    eng = InferenceEngine(EngineConfig(tile_size=tile, default_policy=BatchPolicy(1, 0.0), fit_tiles=True)).start()
+    try:
+        img = _image(h, w)
+        tiled, stats = eng.upscale(desc, img)
+    finally:
+        eng.stop()
+    assert stats.tiles == len(fitted.tiles)
+    assert psnr(tiled, _untiled(desc, img), peak=1.0) >= 60.0
+
+
 def test_interleaved_jobs_of_different_models_and_sizes(engine: InferenceEngine) -> None:
     cards = [CATALOG.resolve("bicubic", 2), *(c for c in CONV_CARDS if c.name != "bicubic")][:3]
     descs = [load_descriptor(c, c.scales[0], catalog=CATALOG) for c in cards]

@@ -153,8 +153,8 @@ def test_cpu_engine_batches_one_tile_unless_configured(tmp_path: Path) -> None:
     set_by_hand = build_engine(WorkerSettings(blob_dir=tmp_path, device="cpu", max_batch_size=4), "cpu", None)
     try:
         assert auto.config.default_policy.max_batch_size == 1
-        assert auto.config.tile_size == 128
-        assert set_by_hand.config.default_policy.max_batch_size == 4
+        assert auto.config.tile_size == 256 and auto.config.fit_tiles
+        assert set_by_hand.config.default_policy.max_batch_size == 4 and not set_by_hand.config.fit_tiles
     finally:
         auto.stop()
         set_by_hand.stop()
