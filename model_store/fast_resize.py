@@ -124,8 +124,9 @@ def imresize_torch_cached(x: torch.Tensor, scale: float | None = None, size: tup
     for dim in order:
         length, out_len, s = (h, oh, sh) if dim == -2 else (w, ow, sw)
         planned = _polyphase(length, out_len, s, out.device, out.dtype) if out.dtype.is_floating_point else None
-        gemm = _banded(length, out_len, s, out.device, out.dtype) if planned and out.device.type == "cpu" else None
-        if planned is not None and gemm is not None and CPU_GEMM:
+        on_cpu = CPU_GEMM and out.device.type == "cpu"
+        gemm = _banded(length, out_len, s, out.device, out.dtype) if planned is not None and on_cpu else None
+        if planned is not None and gemm is not None:
             out = _resize_axis_gemm(out, planned[0], gemm, out_len, dim)
             continue
         if planned is not None:
