@@ -82,6 +82,14 @@ class WorkerContext:
         return self._burst
 
 
+def default_torch_threads() -> int:
+    """Half the cores, 1 to 4: the device thread shares the machine with the job threads (decode,
+    tiling, stitching, encode) and often the API and Redis. More intra-op threads than free cores spin
+    and oversubscribe: on the 2-core CI VM one thread beat two for FSRCNN x4 at 256² and 512², naive
+    and through the engine alike (about 1.5x, bench/results/README.md)."""
+    return max(1, min(4, (os.cpu_count() or 1) // 2))
+
+
 def build_engine(settings: WorkerSettings, device: str, metrics: EngineMetrics | None) -> InferenceEngine:
     """The device thread every job of this process sends its tiles to."""
     cuda = device.startswith("cuda")
@@ -99,8 +107,7 @@ def build_engine(settings: WorkerSettings, device: str, metrics: EngineMetrics |
     # CPU tiles sized to the image up to 256²: one tile per batch, so no shape has to be shared, and
     # a 256² tile's activations (56-64 channels) stay under the 32 MB that glibc serves from its heap
     tile = settings.tile_size or (384 if cuda else 256)
-    # more intra-op threads than free cores makes small tiles many times slower (spin/oversubscription)
-    torch.set_num_threads(settings.torch_threads or min(4, os.cpu_count() or 1))
+    torch.set_num_threads(settings.torch_threads or default_torch_threads())
     config = EngineConfig(
         device=device,
         tile_size=tile,

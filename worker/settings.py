@@ -55,7 +55,7 @@ class WorkerSettings(CommonSettings):
         default=0, ge=0, description="simulated device memory for the OOM back-off (tests, CPU); 0 = none"
     )
     torch_threads: int = Field(
-        default=0, ge=0, description="intra-op CPU threads of the device thread; 0 = min(4, CPU cores)"
+        default=0, ge=0, description="intra-op CPU threads of the device thread; 0 = half the cores, 1-4"
     )
     execution_ttl_s: int = Field(
         default=30, ge=5, description="heartbeat TTL of each held job: a killed worker's jobs are re-run after it"

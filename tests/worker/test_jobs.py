@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import io
+import os
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 from redis import Redis
 from rq.job import Job
@@ -19,7 +21,14 @@ from srserve import imaging, jobspec
 from srserve.blobstore import FilesystemBlobStore
 from tests.service import images
 from worker import pipeline
-from worker.jobs import JobState, WorkerContext, build_engine, execute_upscale, get_worker_metrics
+from worker.jobs import (
+    JobState,
+    WorkerContext,
+    build_engine,
+    default_torch_threads,
+    execute_upscale,
+    get_worker_metrics,
+)
 from worker.settings import WorkerSettings
 
 JOB_ID = "job-abcdefghijklmnop"
@@ -154,6 +163,7 @@ def test_cpu_engine_batches_one_tile_unless_configured(tmp_path: Path) -> None:
     try:
         assert auto.config.default_policy.max_batch_size == 1
         assert auto.config.tile_size == 256 and auto.config.fit_tiles
+        assert torch.get_num_threads() == default_torch_threads() == max(1, min(4, (os.cpu_count() or 1) // 2))
         assert set_by_hand.config.default_policy.max_batch_size == 4 and not set_by_hand.config.fit_tiles
     finally:
         auto.stop()
