@@ -34,6 +34,7 @@ from model_store.card import Catalog, ModelCard
 from model_store.registry import SRDescriptor, load_descriptor
 from srserve import imaging
 from worker.engine import BatchPolicy, EngineConfig, InferenceEngine
+from worker.jobs import default_torch_threads
 
 log = logging.getLogger(__name__)
 
@@ -65,7 +66,8 @@ def machine_description(device: torch.device) -> str:
     except Exception:  # pragma: no cover
         cores = None
     gpu = torch.cuda.get_device_name(device) if device.type == "cuda" else "none"
-    return f"{platform.system()} {platform.release()}; CPU {cpu} x{cores}; GPU {gpu}; torch {torch.__version__}"
+    return (f"{platform.system()} {platform.release()}; CPU {cpu} x{cores}; GPU {gpu}; torch {torch.__version__}, "
+            f"{torch.get_num_threads()} intra-op threads")
 
 
 def _sync(device: torch.device) -> None:
@@ -268,6 +270,7 @@ def run(
     catalog = Catalog.load()
     cases: list[Case] = []
     gpu = device.type == "cuda"
+    torch.set_num_threads(default_torch_threads())  # what a worker on this machine uses, for every mode
     for name in models:
         card: ModelCard = catalog.resolve(name, scale)
         desc = load_descriptor(card, scale, catalog=catalog, device=device)
