@@ -34,7 +34,7 @@ from model_store.card import Catalog, ModelCard
 from model_store.registry import SRDescriptor, load_descriptor
 from srserve import imaging
 from worker.engine import BatchPolicy, EngineConfig, InferenceEngine
-from worker.jobs import default_torch_threads
+from worker.jobs import default_torch_threads, engine_defaults
 
 log = logging.getLogger(__name__)
 
@@ -281,7 +281,8 @@ def run(
             imgs = _inputs(h, w, n_jobs)
             log.info("bench %s %s on %s", card.name, size, device)
             row = [bench_naive(desc, imgs[0], device, seconds), bench_pure(desc, imgs[0], device, seconds)]
-            tile = 256  # CPU: the worker's default, tiles sized to the image (worker/jobs.py)
+            # GPU: a 256² tile and batches up to 32 to find the ceiling; CPU: what a worker uses
+            tile, max_batch, fit_tiles = (256, 32, False) if gpu else engine_defaults("cpu")
             for with_codec in (False, True):
                 row.append(
                     bench_engine(
@@ -289,10 +290,10 @@ def run(
                         imgs,
                         device,
                         tile=tile,
-                        max_batch=32 if gpu else 1,  # the worker's defaults (worker/jobs.py)
+                        max_batch=max_batch,
                         jobs_in_flight=16 if gpu else 4,
                         with_codec=with_codec,
-                        fit_tiles=not gpu,
+                        fit_tiles=fit_tiles,
                     )
                 )
             for c in row:

@@ -90,23 +90,29 @@ def default_torch_threads() -> int:
     return max(1, min(4, (os.cpu_count() or 1) // 2))
 
 
+def engine_defaults(device: str, max_batch_size: int = 0, tile_size: int = 0) -> tuple[int, int, bool]:
+    """(tile side, tiles per batch, fit tiles to the image) for `device`, 0 meaning auto.
+
+    CPU: one tile per batch. A CPU convolution is as efficient on one tile as on many, and a batch
+    multiplies the activations: past glibc's 32 MB mmap threshold every layer's output is a fresh
+    mmap, page-faulted and unmapped again (FSRCNN x4, 16 tiles of 128², one thread: 819 ms as one
+    batch, 267 ms one tile at a time, most of the difference in system time). With one tile per batch
+    no shape has to be shared, so tiles are sized to the image, up to 256² (a 256² tile's activations,
+    56-64 channels, stay under the 32 MB that glibc serves from its heap)."""
+    cuda = device.startswith("cuda")
+    batch = max_batch_size or (16 if cuda else 1)
+    return tile_size or (384 if cuda else 256), batch, not cuda and batch == 1
+
+
 def build_engine(settings: WorkerSettings, device: str, metrics: EngineMetrics | None) -> InferenceEngine:
     """The device thread every job of this process sends its tiles to."""
-    cuda = device.startswith("cuda")
-    # CPU: one tile per batch. A CPU convolution is as efficient on one tile as on many, and a batch
-    # multiplies the activations: past glibc's 32 MB mmap threshold every layer's output is a fresh
-    # mmap, page-faulted and unmapped again (FSRCNN x4, 16 tiles of 128², one thread: 819 ms as one
-    # batch, 267 ms one tile at a time, most of the difference in system time).
-    batch = settings.max_batch_size or (16 if cuda else 1)
+    tile, batch, fit_tiles = engine_defaults(device, settings.max_batch_size, settings.tile_size)
     default = BatchPolicy(batch, settings.max_queue_delay_ms / 1000.0)
     policies = {
         name: BatchPolicy(int(p.get("max_batch_size", default.max_batch_size)),
                           float(p.get("max_queue_delay_s", default.max_queue_delay_s)))
         for name, p in settings.batch_policies.items()
     }
-    # CPU tiles sized to the image up to 256²: one tile per batch, so no shape has to be shared, and
-    # a 256² tile's activations (56-64 channels) stay under the 32 MB that glibc serves from its heap
-    tile = settings.tile_size or (384 if cuda else 256)
     torch.set_num_threads(settings.torch_threads or default_torch_threads())
     config = EngineConfig(
         device=device,
@@ -116,7 +122,7 @@ def build_engine(settings: WorkerSettings, device: str, metrics: EngineMetrics |
         policies=policies,
         half_precision=settings.half_precision,
         memory_budget_bytes=settings.memory_budget_bytes,
-        fit_tiles=not cuda and batch == 1,
+        fit_tiles=fit_tiles,
     )
     return InferenceEngine(config, metrics).start()
 
