@@ -237,6 +237,60 @@ class RunProgress:
                    PriorTraining.from_json(meta["prior"]) if "prior" in meta else PriorTraining())
 
 
+class TrainingRun:
+    """The bookkeeping both trainers share: counters, the best weights so far and the training
+    behind `--init`, kept across evaluations and `--resume`. Subclasses set `module`, `opt`,
+    `name`, `ckpt_path` and `_generators`."""
+
+    module: nn.Module
+    opt: torch.optim.Optimizer
+    name: str
+
+    @property
+    def ckpt_path(self) -> Path:
+        raise NotImplementedError
+
+    @property
+    def _generators(self) -> dict[str, torch.Generator]:
+        raise NotImplementedError
+
+    def _start_run(self, init: Path | None, arch: str, arch_args: dict[str, int | float | str | bool],
+                   scale: int) -> None:
+        self.step = 0
+        self.elapsed_before = 0.0  # training seconds of earlier (resumed) runs
+        self.best_psnr = -math.inf
+        self.best_state: dict[str, torch.Tensor] | None = None
+        self.history: list[tuple[int, float]] = []
+        self.prior = PriorTraining()
+        if init is not None:
+            state, self.prior = load_init_weights(init, arch, arch_args, scale)
+            device = next(self.module.parameters()).device
+            self.module.load_state_dict({k: v.to(device) for k, v in state.items()})
+
+    def _checkpoint_meta(self) -> dict[str, str]:
+        """Extra metadata a subclass records in its checkpoints."""
+        return {}
+
+    def save_checkpoint(self, elapsed: float) -> None:
+        progress = RunProgress(self.step, elapsed, self.best_psnr, self.history, self.prior)
+        save_run_checkpoint(self.ckpt_path, self.module, self.opt, self.best_state, self._generators,
+                            {**progress.to_meta(), **self._checkpoint_meta()})
+
+    def load_checkpoint(self) -> None:
+        device = next(self.module.parameters()).device
+        self.best_state, meta = load_run_checkpoint(self.ckpt_path, self.module, self.opt, self._generators, device)
+        progress = RunProgress.from_meta(meta)
+        self.step, self.elapsed_before, self.best_psnr = progress.step, progress.elapsed, progress.best_psnr
+        self.history, self.prior = progress.history, progress.prior
+        log.info("resumed %s at step %d (best Set5 %.3f dB)", self.ckpt_path, self.step, self.best_psnr)
+
+    def _maybe_best(self, psnr: float) -> None:
+        self.history.append((self.step, round(psnr, 4)))
+        if psnr > self.best_psnr:
+            self.best_psnr = psnr
+            self.best_state = {k: v.detach().clone() for k, v in self.module.state_dict().items()}
+
+
 def _loss_fn(name: LossName, pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     if name == "l1":
         return (pred - target).abs().mean()
@@ -245,7 +299,8 @@ def _loss_fn(name: LossName, pred: torch.Tensor, target: torch.Tensor) -> torch.
     return torch.sqrt((pred - target).square() + CHARBONNIER_EPS**2).mean()
 
 
-def _lr_factor(step: int, progress: float, warmup: int) -> float:
+def lr_factor(step: int, progress: float, warmup: int) -> float:
+    """Linear warm-up over `warmup` steps, then cosine decay over `progress` (0..1) of the run."""
     if step < warmup:
         return (step + 1) / warmup
     return 0.5 * (1.0 + math.cos(math.pi * min(progress, 1.0)))
@@ -259,7 +314,7 @@ def _cpu_state(module: nn.Module) -> dict[str, torch.Tensor]:
     return {k: v.detach().float().cpu().contiguous() for k, v in module.state_dict().items()}
 
 
-class Trainer:
+class Trainer(TrainingRun):
     def __init__(self, cfg: TrainConfig) -> None:
         self.cfg = cfg
         spec = arch_spec(cfg.arch)
@@ -293,15 +348,7 @@ class Trainer:
         self.warmup = cfg.warmup if cfg.warmup is not None else min(500, cfg.iters // 10)
         self.sampler = PatchSampler(cfg.data, self.device, cfg.seed)
         self.scale_gen = torch.Generator().manual_seed(cfg.seed)  # CPU: drawing a scale never syncs
-        self.step = 0
-        self.elapsed_before = 0.0  # training seconds of earlier (resumed) runs
-        self.best_psnr = -math.inf
-        self.best_state: dict[str, torch.Tensor] | None = None
-        self.history: list[tuple[int, float]] = []
-        self.prior = PriorTraining()
-        if cfg.init is not None:
-            state, self.prior = load_init_weights(cfg.init, cfg.arch, self.arch_args, cfg.scale)
-            self.module.load_state_dict({k: v.to(self.device) for k, v in state.items()})
+        self._start_run(cfg.init, cfg.arch, self.arch_args, cfg.scale)
         self.card_stub = self._card(results=[], weights_sha256=None, training=None)
 
     # ---- paths -------------------------------------------------------------------------------
@@ -379,30 +426,14 @@ class Trainer:
         return sum(self.evaluate("Set5", s).psnr_y for s in self.scales) / len(self.scales)
 
     # ---- checkpoints -------------------------------------------------------------------------
-    def save_checkpoint(self, elapsed: float) -> None:
-        progress = RunProgress(self.step, elapsed, self.best_psnr, self.history, self.prior)
-        save_run_checkpoint(self.ckpt_path, self.module, self.opt, self.best_state, self._generators,
-                            {**progress.to_meta(), "config": self.cfg.model_dump_json()})
-
-    def load_checkpoint(self) -> None:
-        self.best_state, meta = load_run_checkpoint(self.ckpt_path, self.module, self.opt, self._generators,
-                                                    self.device)
-        progress = RunProgress.from_meta(meta)
-        self.step, self.elapsed_before, self.best_psnr = progress.step, progress.elapsed, progress.best_psnr
-        self.history, self.prior = progress.history, progress.prior
-        log.info("resumed %s at step %d (best Set5 %.3f dB)", self.ckpt_path, self.step, self.best_psnr)
+    def _checkpoint_meta(self) -> dict[str, str]:
+        return {"config": self.cfg.model_dump_json()}
 
     @property
     def _generators(self) -> dict[str, torch.Generator]:
         return {"data": self.sampler.generator, "scale": self.scale_gen}
 
     # ---- the loop ----------------------------------------------------------------------------
-    def _maybe_best(self, psnr: float) -> None:
-        self.history.append((self.step, round(psnr, 4)))
-        if psnr > self.best_psnr:
-            self.best_psnr = psnr
-            self.best_state = {k: v.detach().clone() for k, v in self.module.state_dict().items()}
-
     def fit(self) -> None:
         from tqdm import tqdm
 
@@ -425,7 +456,7 @@ class Trainer:
             if cfg.time_budget:
                 progress = max(progress, elapsed / cfg.time_budget)
             for group in self.opt.param_groups:
-                group["lr"] = cfg.lr * _lr_factor(self.step, progress, self.warmup)
+                group["lr"] = cfg.lr * lr_factor(self.step, progress, self.warmup)
             loss_sum += self.train_step()
             n_loss += 1
             self.step += 1

@@ -46,15 +46,7 @@ from model_store.burst.synth import BurstConfig, degrade_shifted, synth_burst
 from model_store.card import EvalResult, ModelCard, TrainingRecipe
 from model_store.data import PatchSampler, data_root, default_train_dirs
 from model_store.registry import arch_spec, count_params, sha256_file
-from model_store.train import (
-    PriorTraining,
-    RunProgress,
-    full_arch_args,
-    hardware_string,
-    load_init_weights,
-    load_run_checkpoint,
-    save_run_checkpoint,
-)
+from model_store.train import TrainingRun, full_arch_args, hardware_string, lr_factor
 
 log = logging.getLogger(__name__)
 
@@ -114,7 +106,7 @@ def burst_flops_per_output_pixel(module: nn.Module, frames: int, scale: int, siz
     return round(2 * macs / (out.shape[-2] * out.shape[-1]))
 
 
-class BurstTrainer:
+class BurstTrainer(TrainingRun):
     def __init__(self, args: argparse.Namespace) -> None:
         self.args = args
         spec = arch_spec(args.arch)
@@ -138,16 +130,8 @@ class BurstTrainer:
         fused = self.device.type == "cuda"
         self.opt = torch.optim.Adam(self.module.parameters(), lr=args.lr, fused=fused)
         self.amp = self.device.type == "cuda"
-        self.step = 0
-        self.elapsed_before = 0.0
-        self.best_psnr = -math.inf
-        self.best_state: dict[str, torch.Tensor] | None = None
-        self.history: list[tuple[int, float]] = []
         self.train_seconds = 0.0
-        self.prior = PriorTraining()
-        if args.init is not None:
-            state, self.prior = load_init_weights(args.init, args.arch, self.arch_args, args.scale)
-            self.module.load_state_dict({k: v.to(self.device) for k, v in state.items()})
+        self._start_run(args.init, args.arch, self.arch_args, args.scale)
 
     @property
     def ckpt_path(self) -> Path:
@@ -223,29 +207,13 @@ class BurstTrainer:
         return score.psnr_y, score.ssim_y
 
     # ---- checkpoints ---------------------------------------------------------------------------
-    def save_checkpoint(self, elapsed: float) -> None:
-        progress = RunProgress(self.step, elapsed, self.best_psnr, self.history, self.prior)
-        save_run_checkpoint(self.ckpt_path, self.module, self.opt, self.best_state, self._generators,
-                            progress.to_meta())
-
-    def load_checkpoint(self) -> None:
-        self.best_state, meta = load_run_checkpoint(self.ckpt_path, self.module, self.opt, self._generators,
-                                                    self.device)
-        progress = RunProgress.from_meta(meta)
-        self.step, self.elapsed_before, self.best_psnr = progress.step, progress.elapsed, progress.best_psnr
-        self.history, self.prior = progress.history, progress.prior
-        log.info("resumed %s at step %d", self.ckpt_path, self.step)
-
     @property
     def _generators(self) -> dict[str, torch.Generator]:
         return {"data": self.sampler.generator, "burst": self.gen}
 
     def _eval_and_checkpoint(self, elapsed: float) -> None:
         psnr, _ = self.evaluate("Set5", self.args.eval_limit)
-        self.history.append((self.step, round(psnr, 4)))
-        if psnr > self.best_psnr:
-            self.best_psnr = psnr
-            self.best_state = {k: v.detach().clone() for k, v in self.module.state_dict().items()}
+        self._maybe_best(psnr)
         log.info("%s step %d: Set5 bursts %.3f dB (best %.3f), %.0f s", self.name, self.step, psnr,
                  self.best_psnr, elapsed)
         self.save_checkpoint(elapsed)
@@ -268,8 +236,7 @@ class BurstTrainer:
             progress = self.step / a.iters
             if a.time_budget:
                 progress = max(progress, elapsed / a.time_budget)
-            cosine = 0.5 * (1 + math.cos(math.pi * min(progress, 1.0)))
-            factor = (self.step + 1) / warmup if self.step < warmup else cosine
+            factor = lr_factor(self.step, progress, warmup)
             for g in self.opt.param_groups:
                 g["lr"] = a.lr * factor
             loss = self._loss()
