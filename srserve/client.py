@@ -237,6 +237,23 @@ class _Base:
         waited), else the polling backoff (plain polls, or a server that answered at once)."""
         return 0.0 if asked > 0 and waited >= asked / 2 else self.poll.delay(attempt)
 
+    def _after_status(self, job: JobView, *, waited: float, asked: float, attempt: int,
+                      deadline: float | None, timeout: float | None,
+                      on_progress: ProgressCallback | None) -> float | None:
+        """After one status answer: None when the job is terminal, else the pause before the next
+        request (raises JobTimeoutError once the deadline has passed)."""
+        if on_progress is not None:
+            on_progress(job)
+        if job.status in TERMINAL_STATUSES:
+            return None
+        delay = self._poll_delay(waited, asked, attempt)
+        if deadline is not None:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise JobTimeoutError(job, timeout or 0.0)
+            delay = min(delay, left)
+        return delay
+
     def _limit_from(self, error: APIError) -> bool:
         """A server with a shorter (or no) long poll says so: adopt its limit and retry."""
         if error.response.error.code != "wait_too_long":
@@ -393,16 +410,10 @@ class Client(_Base):
                 if wait > 0 and self._limit_from(exc):
                     continue
                 raise
-            if on_progress is not None:
-                on_progress(job)
-            if job.status in TERMINAL_STATUSES:
+            delay = self._after_status(job, waited=time.monotonic() - started, asked=wait, attempt=attempt,
+                                       deadline=deadline, timeout=timeout, on_progress=on_progress)
+            if delay is None:
                 return job
-            delay = self._poll_delay(time.monotonic() - started, wait, attempt)
-            if deadline is not None:
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    raise JobTimeoutError(job, timeout or 0.0)
-                delay = min(delay, left)
             if delay > 0:
                 self._sleep(delay)
             attempt += 1
@@ -514,16 +525,10 @@ class AsyncClient(_Base):
                 if wait > 0 and self._limit_from(exc):
                     continue
                 raise
-            if on_progress is not None:
-                on_progress(job)
-            if job.status in TERMINAL_STATUSES:
+            delay = self._after_status(job, waited=time.monotonic() - started, asked=wait, attempt=attempt,
+                                       deadline=deadline, timeout=timeout, on_progress=on_progress)
+            if delay is None:
                 return job
-            delay = self._poll_delay(time.monotonic() - started, wait, attempt)
-            if deadline is not None:
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    raise JobTimeoutError(job, timeout or 0.0)
-                delay = min(delay, left)
             if delay > 0:
                 await self._sleep(delay)
             attempt += 1
