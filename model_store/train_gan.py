@@ -41,6 +41,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Literal
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from pydantic import BaseModel, ConfigDict, Field
@@ -49,7 +50,9 @@ from model_store.archs.srresnet import SRGANDiscriminator
 from model_store.card import NAME_PATTERN, SHIPPED_WEIGHTS_DIR, Catalog, EvalResult, ModelCard, TrainingRecipe
 from model_store.data import DEFAULT_TRAIN_SETS, PatchSampler, benchmark_pairs, default_train_dirs, make_lr
 from model_store.fast_resize import imresize_torch_cached
+from model_store.metrics import high_frequency_energy
 from model_store.registry import count_params, create_model, sha256_file
+from srserve.imaging import to_uint8
 
 log = logging.getLogger(__name__)
 
@@ -121,11 +124,8 @@ def feature_matching_loss(fake: list[torch.Tensor], real: list[torch.Tensor]) ->
     return torch.stack([F.l1_loss(f.float(), r.float()) for f, r in zip(fake, real, strict=True)]).mean()
 
 
-def high_frequency_energy(rgb: torch.Tensor) -> float:
-    """Mean squared Laplacian of the luma (x 255^2): texture energy, higher for GAN outputs."""
-    y = (rgb * torch.tensor([0.299, 0.587, 0.114], device=rgb.device).view(1, 3, 1, 1)).sum(1, keepdim=True)
-    k = torch.tensor([[0.0, 1.0, 0.0], [1.0, -4.0, 1.0], [0.0, 1.0, 0.0]], device=rgb.device).view(1, 1, 3, 3)
-    return float(F.conv2d(y * 255.0, k).pow(2).mean())
+def _uint8_image(rgb: torch.Tensor) -> np.ndarray:
+    return to_uint8(rgb[0].permute(1, 2, 0).float().cpu().numpy())
 
 
 def _resolve_init(cfg: GanConfig) -> tuple[dict[str, torch.Tensor], ModelCard | None]:
@@ -336,10 +336,9 @@ class SRGANTrainer:
         with torch.inference_mode():
             for pair in pairs:
                 lr = torch.from_numpy(pair.lr).permute(2, 0, 1)[None].float().div(255.0).to(self.device)
-                hr = torch.from_numpy(pair.hr).permute(2, 0, 1)[None].float().div(255.0).to(self.device)
-                energies["srgan"] += high_frequency_energy(self.generator(lr).clamp(0, 1)) / len(pairs)
-                energies["init"] += high_frequency_energy(base(lr).clamp(0, 1)) / len(pairs)
-                energies["hr"] += high_frequency_energy(hr) / len(pairs)
+                energies["srgan"] += high_frequency_energy(_uint8_image(self.generator(lr))) / len(pairs)
+                energies["init"] += high_frequency_energy(_uint8_image(base(lr))) / len(pairs)
+                energies["hr"] += high_frequency_energy(pair.hr) / len(pairs)
         log.info("Set5 high-frequency energy: %s", {k: round(v, 1) for k, v in energies.items()})
         return (
             f" Set5 high-frequency energy (mean squared Laplacian of luma): SRGAN {energies['srgan']:.1f}, "

@@ -11,13 +11,9 @@ from PIL import Image
 from safetensors.torch import save_file
 
 from model_store.card import Catalog
+from model_store.metrics import high_frequency_energy
 from model_store.registry import create_model, load_descriptor
-from model_store.train_gan import (
-    GanConfig,
-    high_frequency_energy,
-    relativistic_losses,
-    train_srgan,
-)
+from model_store.train_gan import GanConfig, relativistic_losses, train_srgan
 
 TINY = {"num_feat": 8, "num_block": 1}
 
@@ -32,11 +28,16 @@ def test_relativistic_losses_reward_the_right_side() -> None:
 
 
 def test_high_frequency_energy_orders_textures() -> None:
-    torch.manual_seed(0)
-    flat = torch.full((1, 3, 32, 32), 0.5)
-    noisy = (flat + 0.1 * torch.randn_like(flat)).clamp(0, 1)
+    rng = np.random.default_rng(0)
+    flat = np.full((32, 32, 3), 128, np.uint8)
+    noisy = np.clip(128 + 25.5 * rng.standard_normal((32, 32, 3)), 0, 255).astype(np.uint8)
     assert high_frequency_energy(flat) == 0.0
     assert high_frequency_energy(noisy) > 100.0
+    # a known value: one pixel of luma 10 on black: Laplacian -40 there, +10 at its 4 neighbours, 0 at
+    # the 4 corners of the 3x3 interior
+    spike = np.zeros((5, 5, 3), np.float64)
+    spike[2, 2] = 10.0
+    assert high_frequency_energy(spike) == pytest.approx((4 * 10.0**2 + 40.0**2) / 9)
 
 
 @pytest.fixture()
