@@ -50,6 +50,13 @@ SRSERVE_MODELS_DIR=$PWD/model_store/weights_gpu timeout 150 python3 -m srserve.c
 SRSERVE_MODELS_DIR=$PWD/model_store/weights_gpu timeout 60 python3 -m pytest -q -p no:cacheprovider \
   -m gpu tests/engine/test_engine_gpu.py 2>&1 | tail -5 | tee -a "$OUT/summary.txt"
 
+# 4. the SRGAN texture figure: bicubic / SRResNet / SRGAN / ground truth crops (commit under docs/figures/)
+for img in img_001 img_003; do
+  timeout 60 python3 -m srserve.cli --log-level WARNING compare --models bicubic,srresnet_x4,srgan_x4 \
+    --dataset Set14 --image $img --scale 4 --weights runs/gpu --device cuda \
+    --out runs/gpu/figures/srgan_x4_set14_$img.png >> "$OUT/summary.txt" 2>&1
+done
+
 cat runs/gpu/bench/*.md >> "$OUT/summary.txt" 2>/dev/null
 tar czf - --exclude='*.ckpt.*' runs/gpu | split -b 15m - "$OUT/results.tgz.part-"
 echo "all done after $(( $(date +%s) - start )) s" | tee -a "$OUT/summary.txt"
