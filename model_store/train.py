@@ -173,46 +173,55 @@ def load_init_weights(weights: Path, arch: str, arch_args: dict[str, int | float
     return load_file(str(weights)), PriorTraining(steps, seconds, note)
 
 
-def save_run_checkpoint(path: Path, module: nn.Module, opt: torch.optim.Optimizer,
-                        best_state: dict[str, torch.Tensor] | None, generators: dict[str, torch.Generator],
-                        meta: dict[str, str]) -> None:
-    """Tensors only (model, best-so-far model, optimiser state, RNG states), counters as metadata,
-    written atomically: `--resume` never unpickles anything and a crash never leaves half a file."""
+def save_run_checkpoint(path: Path, modules: dict[str, nn.Module], optimizers: dict[str, torch.optim.Optimizer],
+                        generators: dict[str, torch.Generator], meta: dict[str, str],
+                        best_state: dict[str, torch.Tensor] | None = None) -> None:
+    """Tensors only (models, best-so-far model, optimiser states, RNG states), counters as metadata,
+    written atomically: `--resume` never unpickles anything and a crash never leaves half a file.
+    Keys: `<module>.<param>`, `<optimizer>.<param index>.<state>`, `best.<param>`, `rng.<generator>`."""
     from safetensors.torch import save_file
 
-    tensors = {f"model.{k}": v for k, v in _cpu_state(module).items()}
+    tensors: dict[str, torch.Tensor] = {}
+    for name, module in modules.items():
+        tensors.update({f"{name}.{k}": v for k, v in _cpu_state(module).items()})
     if best_state is not None:
         tensors.update({f"best.{k}": v.float().cpu().contiguous() for k, v in best_state.items()})
-    for i, state in opt.state_dict()["state"].items():
-        for key, value in state.items():
-            tensors[f"opt.{i}.{key}"] = torch.as_tensor(value).detach().cpu().contiguous()
+    for name, opt in optimizers.items():
+        for i, state in opt.state_dict()["state"].items():
+            for key, value in state.items():
+                tensors[f"{name}.{i}.{key}"] = torch.as_tensor(value).detach().cpu().contiguous()
     tensors.update({f"rng.{name}": gen.get_state() for name, gen in generators.items()})
     tmp = path.with_suffix(".tmp")
     save_file(tensors, str(tmp), metadata=meta)
     os.replace(tmp, path)
 
 
-def load_run_checkpoint(path: Path, module: nn.Module, opt: torch.optim.Optimizer,
+def load_run_checkpoint(path: Path, modules: dict[str, nn.Module], optimizers: dict[str, torch.optim.Optimizer],
                         generators: dict[str, torch.Generator], device: torch.device
                         ) -> tuple[dict[str, torch.Tensor] | None, dict[str, str]]:
-    """Restore what `save_run_checkpoint` wrote into `module`, `opt` and `generators`; returns the
-    best-so-far state (None if none yet) and the metadata."""
+    """Restore what `save_run_checkpoint` wrote into the modules, optimizers and generators; returns
+    the best-so-far state (None if none was saved) and the metadata."""
     from safetensors import safe_open
     from safetensors.torch import load_file
 
     with safe_open(str(path), "pt") as f:
         meta = f.metadata()
     tensors = load_file(str(path))
-    module.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
-    best = {k[5:]: v.to(device) for k, v in tensors.items() if k.startswith("best.")}
-    opt_state: dict[int, dict[str, torch.Tensor]] = {}
-    for k, v in tensors.items():
-        if k.startswith("opt."):
-            _, i, key = k.split(".", 2)
+
+    def under(prefix: str) -> dict[str, torch.Tensor]:
+        return {k[len(prefix) + 1 :]: v for k, v in tensors.items() if k.startswith(prefix + ".")}
+
+    for name, module in modules.items():
+        module.load_state_dict(under(name))
+    for name, opt in optimizers.items():
+        opt_state: dict[int, dict[str, torch.Tensor]] = {}
+        for k, v in under(name).items():
+            i, key = k.split(".", 1)
             opt_state.setdefault(int(i), {})[key] = v
-    opt.load_state_dict({"state": opt_state, "param_groups": opt.state_dict()["param_groups"]})
+        opt.load_state_dict({"state": opt_state, "param_groups": opt.state_dict()["param_groups"]})
     for name, gen in generators.items():
         gen.set_state(tensors[f"rng.{name}"])
+    best = {k: v.to(device) for k, v in under("best").items()}
     return best or None, meta
 
 
@@ -273,12 +282,13 @@ class TrainingRun:
 
     def save_checkpoint(self, elapsed: float) -> None:
         progress = RunProgress(self.step, elapsed, self.best_psnr, self.history, self.prior)
-        save_run_checkpoint(self.ckpt_path, self.module, self.opt, self.best_state, self._generators,
-                            {**progress.to_meta(), **self._checkpoint_meta()})
+        save_run_checkpoint(self.ckpt_path, {"model": self.module}, {"opt": self.opt}, self._generators,
+                            {**progress.to_meta(), **self._checkpoint_meta()}, self.best_state)
 
     def load_checkpoint(self) -> None:
         device = next(self.module.parameters()).device
-        self.best_state, meta = load_run_checkpoint(self.ckpt_path, self.module, self.opt, self._generators, device)
+        self.best_state, meta = load_run_checkpoint(self.ckpt_path, {"model": self.module}, {"opt": self.opt},
+                                                    self._generators, device)
         progress = RunProgress.from_meta(meta)
         self.step, self.elapsed_before, self.best_psnr = progress.step, progress.elapsed, progress.best_psnr
         self.history, self.prior = progress.history, progress.prior

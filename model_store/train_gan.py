@@ -23,8 +23,9 @@ and at the paper's lr_g 1e-4 every weighting lost about 4 dB. Such short runs ov
 energy ~3x HR's); longer fine-tuning is what the GAN needs.
 
 Data come from `model_store.data.PatchSampler` (all images on the device, no host round trips),
-mixed precision is bf16 autocast on CUDA, and a resumable checkpoint (`<name>.ckpt.pt`: tensors and
-numbers only, read back with `weights_only=True`) lets training continue across runs. The result is
+mixed precision is bf16 autocast on CUDA, and a resumable checkpoint (`<name>.ckpt.safetensors`, written
+and read by the zoo trainer's `save_run_checkpoint` / `load_run_checkpoint`: tensors, numbers as
+metadata, nothing to unpickle) lets training continue across runs. The result is
 written like every trained model: `<name>.safetensors` + `<name>.json` card with measured results.
 """
 
@@ -33,7 +34,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import platform
 import shlex
 import sys
 import time
@@ -52,6 +52,7 @@ from model_store.data import DEFAULT_TRAIN_SETS, PatchSampler, benchmark_pairs, 
 from model_store.fast_resize import imresize_torch_cached
 from model_store.metrics import high_frequency_energy
 from model_store.registry import count_params, create_model, sha256_file
+from model_store.train import hardware_string, load_run_checkpoint, save_run_checkpoint
 from srserve.imaging import to_uint8
 
 log = logging.getLogger(__name__)
@@ -100,7 +101,7 @@ class GanConfig(BaseModel):
     train_dirs: list[Path] = Field(default_factory=default_train_dirs)
     out_dir: Path = SHIPPED_WEIGHTS_DIR
     weights_dirs: list[Path] = Field(default_factory=list)  # extra folders to find `init` in
-    resume: bool = True  # continue from `<out_dir>/<name>.ckpt.pt` when it exists
+    resume: bool = True  # continue from `<out_dir>/<name>.ckpt.safetensors` when it exists
     log_every: int = 100
     eval_sets: list[str] = Field(default_factory=lambda: ["Set5", "Set14", "BSD100"])
 
@@ -169,37 +170,32 @@ class SRGANTrainer:
         self.wall_time_s = 0.0
         self.hardware: list[str] = []
         self.sampler = PatchSampler(cfg.train_dirs, self.device, cfg.seed)
-        self.ckpt_path = cfg.out_dir / f"{cfg.name}.ckpt.pt"
+        self.ckpt_path = cfg.out_dir / f"{cfg.name}.ckpt.safetensors"
         if cfg.resume and self.ckpt_path.is_file():
             self._load_checkpoint()
 
     # -- checkpoints ------------------------------------------------------------------------------
     def _save_checkpoint(self) -> None:
-        state = {
-            "generator": self.generator.state_dict(),
-            "discriminator": self.discriminator.state_dict(),
-            "opt_g": self.opt_g.state_dict(),
-            "opt_d": self.opt_d.state_dict(),
-            "iteration": self.iteration,
-            "wall_time_s": self.wall_time_s,
-            "hardware": self.hardware,
-            "sampler_rng": self.sampler.generator.get_state(),
-            "config": self.cfg.model_dump_json(),
-        }
+        meta = {"iteration": str(self.iteration), "wall_time_s": repr(self.wall_time_s),
+                "hardware": json.dumps(self.hardware), "config": self.cfg.model_dump_json()}
         self.cfg.out_dir.mkdir(parents=True, exist_ok=True)
-        _atomic_write(self.ckpt_path, lambda p: torch.save(state, p))
+        save_run_checkpoint(self.ckpt_path, self._modules, self._optimizers, {"data": self.sampler.generator}, meta)
 
     def _load_checkpoint(self) -> None:
-        state = torch.load(self.ckpt_path, map_location=self.device, weights_only=True)
-        self.generator.load_state_dict(state["generator"])
-        self.discriminator.load_state_dict(state["discriminator"])
-        self.opt_g.load_state_dict(state["opt_g"])
-        self.opt_d.load_state_dict(state["opt_d"])
-        self.iteration = int(state["iteration"])
-        self.wall_time_s = float(state["wall_time_s"])
-        self.hardware = list(state["hardware"])
-        self.sampler.generator.set_state(state["sampler_rng"].cpu())
+        _, meta = load_run_checkpoint(self.ckpt_path, self._modules, self._optimizers,
+                                      {"data": self.sampler.generator}, self.device)
+        self.iteration = int(meta["iteration"])
+        self.wall_time_s = float(meta["wall_time_s"])
+        self.hardware = list(json.loads(meta["hardware"]))
         log.info("resumed %s at iteration %d", self.ckpt_path, self.iteration)
+
+    @property
+    def _modules(self) -> dict[str, torch.nn.Module]:
+        return {"generator": self.generator, "discriminator": self.discriminator}
+
+    @property
+    def _optimizers(self) -> dict[str, torch.optim.Optimizer]:
+        return {"opt_g": self.opt_g, "opt_d": self.opt_d}
 
     # -- training ---------------------------------------------------------------------------------
     def _learning_rate_factor(self, elapsed_s: float) -> float:
@@ -257,7 +253,7 @@ class SRGANTrainer:
 
     def train(self) -> ModelCard:
         cfg = self.cfg
-        hw = _hardware_name(self.device)
+        hw = hardware_string(self.device)
         if hw not in self.hardware:
             self.hardware.append(hw)
         self.generator.train()
@@ -398,12 +394,6 @@ class SRGANTrainer:
                 f"input; the documented LR-consistency floor is {LR_CONSISTENCY_FLOOR_DB} dB on Set5." + extra_notes
             ),
         )
-
-
-def _hardware_name(device: torch.device) -> str:
-    if device.type == "cuda":
-        return torch.cuda.get_device_name(device)
-    return f"CPU ({platform.processor() or platform.machine()}, {os.cpu_count()} threads)"
 
 
 def train_srgan(cfg: GanConfig) -> ModelCard:

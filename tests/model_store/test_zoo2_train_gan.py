@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
+from safetensors import safe_open
 from safetensors.torch import save_file
 
 from model_store.card import Catalog
@@ -78,9 +79,13 @@ def test_train_srgan_writes_loadable_model_and_resumes(tiny_setup: tuple[Path, P
     assert card.training is not None and card.training.iterations == 1
     assert card.family == "srgan" and card.architecture == "srresnet"
 
-    # the checkpoint is plain tensors: it loads without unpickling objects
-    ckpt = torch.load(out / "srgan_tiny_x4.ckpt.pt", weights_only=True)
-    assert ckpt["iteration"] == 1
+    # the checkpoint is safetensors: tensors of both networks and both optimisers, counters as metadata
+    with safe_open(str(out / "srgan_tiny_x4.ckpt.safetensors"), "pt") as f:
+        assert f.metadata()["iteration"] == "1"
+        prefixes = {key.split(".")[0] for key in f.keys()}  # noqa: SIM118 (safe_open has no __iter__)
+    # (the generator's optimiser has state only once the generator has taken a step)
+    assert {"generator", "discriminator", "opt_d", "rng"} <= prefixes <= {"generator", "discriminator", "opt_g",
+                                                                          "opt_d", "rng"}
 
     card2 = train_srgan(cfg.model_copy(update={"iterations": 2, "eval_sets": ["Set5"]}))
     assert card2.training is not None and card2.training.iterations == 2  # resumed, not restarted
