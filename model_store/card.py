@@ -37,6 +37,23 @@ class EvalResult(_Strict):
     protocol: str = "Y (BT.601), shave=scale, 8-bit rounded"
 
 
+_SHORTFALL = re.compile(r"Below the paper: .*? More iterations \(GPU\) would close most of it\.")
+
+
+def shortfall_note(results: list[EvalResult]) -> str:
+    """The card note listing every cell below the paper's figure (empty when none is)."""
+    cells = [f"{r.dataset} x{r.scale} {r.psnr_y - r.paper_psnr_y:+.2f} dB" for r in results
+             if r.paper_psnr_y is not None and r.psnr_y < r.paper_psnr_y]
+    return ("Below the paper: " + ", ".join(cells) + ". More iterations (GPU) would close most of it."
+            if cells else "")
+
+
+def with_shortfall_note(notes: str, results: list[EvalResult]) -> str:
+    """`notes` with its shortfall sentence replaced by the one `results` call for (other text kept)."""
+    rest = _SHORTFALL.sub("", notes).strip()
+    return " ".join(part for part in (shortfall_note(results), rest) if part)
+
+
 class TrainingRecipe(_Strict):
     data: list[str]
     iterations: int

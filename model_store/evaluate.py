@@ -12,9 +12,10 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from model_store.card import Catalog, ModelCard
+from model_store.card import Catalog, EvalResult, ModelCard
 from model_store.data import EvalPair
 from model_store.metrics import lr_consistency_psnr, quality_y
+from model_store.paper_results import paper_psnr, paper_ssim
 from model_store.registry import SRDescriptor, load_descriptor
 from srserve.imaging import to_uint8
 
@@ -97,6 +98,16 @@ def evaluate_pairs(desc: SRDescriptor, pairs: list[EvalPair], *, dataset: str, s
         lrc = lr_consistency_psnr(sr, pair.lr, desc.scale) if lr_consistency else None
         report.per_image.append(ImageScore(pair.name, q.psnr_y, q.ssim_y, lrc))
     return report
+
+
+def card_result(report: EvalReport, family: str) -> EvalResult:
+    """A report as a card's result row, rounded, with the paper's figures for the cell beside it."""
+    lrc = report.lr_consistency_psnr
+    cell = (report.dataset, report.scale)
+    return EvalResult(dataset=report.dataset, scale=report.scale, psnr_y=round(report.psnr_y, 4),
+                      ssim_y=round(report.ssim_y, 5), paper_psnr_y=paper_psnr(family, *cell),
+                      paper_ssim_y=paper_ssim(family, *cell),
+                      lr_consistency_psnr=None if lrc is None else round(lrc, 3))
 
 
 def descriptor_for(module: torch.nn.Module, card: ModelCard, scale: int, device: torch.device) -> SRDescriptor:

@@ -52,6 +52,7 @@ PAPER_PSNR: dict[str, dict[tuple[str, int], float]] = {
         ("BSD100", 2): 31.80, ("BSD100", 4): 27.32,
     },
     "srresnet": {("Set5", 4): 32.05, ("Set14", 4): 28.49, ("BSD100", 4): 27.58},
+    "srgan": {("Set5", 4): 29.40, ("Set14", 4): 26.02, ("BSD100", 4): 25.16},  # lower than SRResNet by design
     "edsr": {  # EDSR-baseline (16 blocks x 64), the paper's Table 2 / supplementary
         ("Set5", 2): 37.99, ("Set5", 3): 34.37, ("Set5", 4): 32.09,
         ("Set14", 2): 33.57, ("Set14", 3): 30.28, ("Set14", 4): 28.58,
@@ -65,5 +66,16 @@ PAPER_PSNR: dict[str, dict[tuple[str, int], float]] = {
 }
 
 
-def paper_psnr(arch: str, dataset: str, scale: int) -> float | None:
-    return PAPER_PSNR.get(arch, {}).get((dataset, scale))
+# SSIM only where a comparison hinges on it: SRGAN trades PSNR for texture
+PAPER_SSIM: dict[str, dict[tuple[str, int], float]] = {
+    "srgan": {("Set5", 4): 0.8472, ("Set14", 4): 0.7397, ("BSD100", 4): 0.6688},
+}
+
+
+def paper_psnr(family: str, dataset: str, scale: int) -> float | None:
+    """The published PSNR of a model family (architecture id, or `srgan`) on one benchmark cell."""
+    return PAPER_PSNR.get(family, {}).get((dataset, scale))
+
+
+def paper_ssim(family: str, dataset: str, scale: int) -> float | None:
+    return PAPER_SSIM.get(family, {}).get((dataset, scale))

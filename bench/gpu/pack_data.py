@@ -5,8 +5,8 @@ the x2/x3/x4 HR files are top-left crops (modcrops) of the same picture, so we s
 plus the crop sizes and rebuild each HR exactly on the other side. `unpack` writes the standard
 layout (`train/<set>/*.png`, `eval/<set>/x<s>/img_NNN_{HR,LR}.png`) and checks every pixel.
 
-    python bench/gpu/pack_data.py pack --what train --out .gpu/train
-    python bench/gpu/pack_data.py pack --what eval --out .gpu/eval
+    python bench/gpu/pack_data.py pack --what train --out .gpu/train [--budget-mb 30]
+    python bench/gpu/pack_data.py pack --what eval --out .gpu/eval [--sets Set5 Set14]
     python bench/gpu/pack_data.py unpack --src .gpu/train --out /tmp/data   (on the GPU box)
 """
 
@@ -55,16 +55,32 @@ def _pack_eval_image(args: tuple[Path, str, Path]) -> dict[str, list[int]]:
     return {f"x{s}": [int(a.shape[0]), int(a.shape[1])] for s, a in hrs.items()}
 
 
-def pack(what: str, data: Path, out: Path) -> None:
+def pack(what: str, data: Path, out: Path, budget_mb: float | None = None, sets: list[str] | None = None) -> None:
     with ProcessPoolExecutor() as pool:
         if what == "train":
             jobs = [(p, out / p.parent.name / (p.stem + ".webp")) for p in sorted((data / "train").glob("*/*.png"))]
             list(pool.map(_pack_train_one, jobs))
+            if budget_mb is not None:
+                _trim(out, budget_mb)
             return
-        for set_dir in sorted((data / "eval").iterdir()):
+        for set_dir in sorted(d for d in (data / "eval").iterdir() if sets is None or d.name in sets):
             stems = sorted(p.name[: -len("_HR.png")] for p in (set_dir / "x2").glob("*_HR.png"))
             sizes = pool.map(_pack_eval_image, [(set_dir, s, out / set_dir.name) for s in stems])
             (out / set_dir.name / "sizes.json").write_text(json.dumps(dict(zip(stems, sizes, strict=True))))
+
+
+def _trim(out: Path, budget_mb: float) -> None:
+    """Keep the smallest sets whole (T91 before SunHays80), then as many images of the next as fit."""
+    sets = sorted((d for d in out.iterdir() if d.is_dir()), key=lambda d: sum(f.stat().st_size for f in d.iterdir()))
+    used, dropped = 0, 0
+    for path in [f for d in sets for f in sorted(d.glob("*.webp"))]:
+        size = path.stat().st_size
+        if used + size > budget_mb * 1024 * 1024:
+            path.unlink()
+            dropped += 1
+        else:
+            used += size
+    log.info("kept %.1f MB of training images, dropped %d to fit %.0f MB", used / 2**20, dropped, budget_mb)
 
 
 def _unpack_one(args: tuple[Path, Path]) -> None:
@@ -103,9 +119,11 @@ def main() -> None:
     p.add_argument("--data", type=Path, default=Path("../shared/data"))
     p.add_argument("--src", type=Path)
     p.add_argument("--out", type=Path, required=True)
+    p.add_argument("--budget-mb", type=float, help="pack train: keep at most this many MB (T91 first)")
+    p.add_argument("--sets", nargs="+", help="pack eval: only these sets (default all)")
     a = p.parse_args()
     if a.action == "pack":
-        pack(a.what, a.data, a.out)
+        pack(a.what, a.data, a.out, a.budget_mb, a.sets)
     else:
         unpack(a.src, a.out)
     log.info("done: %s", a.out)

@@ -1,17 +1,15 @@
 #!/usr/bin/env bash
 # The one device script: everything that needs a CUDA GPU, in one call that fits a 10-minute limit.
 #
-# Prepare here (no GPU needed), from the repository root:
-#   python bench/gpu/pack_data.py pack --what eval  --out .gpu/eval        # ~33 MB, exact pixels
-#   python bench/gpu/pack_data.py pack --what train --out .gpu/train       # ~58 MB (all of train/)
-#   # the call carries at most 64 MiB: with eval, take T91 + a ~17 MB share of SunHays80 as .gpu/train_sub
-#   pip download (py3.12 wheels) pydantic pydantic-core annotated-types typing-inspection
-#       typing_extensions pydantic-settings python-dotenv -d .whl         # see the device README
+# Prepare here (no GPU needed), from the repository root, in one command (~3 min):
+#   bash bench/gpu/prepare.sh      # .gpu/eval (Set5, Set14), .gpu/train_sub (what fits), .whl (py3.12 wheels)
 # Run on the GPU box (device tool): carry .gpu/train_sub .gpu/eval .whl, timeout_s 590:
 #   bash bench/gpu/run_gpu.sh
-# What comes back under $OUT: results.tgz.part-* (weights, cards, logs, bench tables) and summary.txt.
-# Here: cat results.tgz.part-* | tar xz; python -m model_store.install_weights runs/gpu (copies a model
-#       only where it measures better than what ships), then `python -m model_store.results_table`, commit.
+# What comes back under $OUT: results.tgz.part-* (weights, cards, logs, bench tables, figures) and summary.txt.
+# Here: cat results.tgz.part-* | tar xz
+#       python -m model_store.complete_cards runs/gpu        (measures BSD100, which stayed here)
+#       python -m model_store.install_weights runs/gpu       (copies a model only where it measures better)
+#       python -m model_store.results_table; copy runs/gpu/figures/*.png to docs/figures/; commit.
 set -uo pipefail
 start=$(date +%s)
 OUT=${OUT:-/tmp/out}
