@@ -154,6 +154,20 @@ class UnknownModelError(LookupError):
         self.valid = valid
 
 
+def cards_with_weights(folder: Path) -> list[tuple[Path, ModelCard]]:
+    """(card file, card) for every model card in `folder` that names a weights file, by file name;
+    other JSON there (logs, benchmark tables) is not a card and is passed over."""
+    found = []
+    for card_file in sorted(folder.glob("*.json")):
+        try:
+            card = ModelCard.model_validate_json(card_file.read_text())
+        except ValueError:
+            continue
+        if card.weights_file:
+            found.append((card_file, card))
+    return found
+
+
 class Catalog:
     """All cards from the given folders plus built-ins, indexed by name; resolves (model, scale)."""
 

@@ -19,7 +19,7 @@ import os
 import sys
 from pathlib import Path
 
-from model_store.card import Catalog, EvalResult, ModelCard, with_shortfall_note
+from model_store.card import Catalog, EvalResult, ModelCard, cards_with_weights, with_shortfall_note
 from model_store.data import BENCHMARK_SETS, benchmark_pairs
 
 log = logging.getLogger(__name__)
@@ -57,15 +57,8 @@ def complete_card(card_file: Path, sets: list[str], device: str = "cpu") -> Mode
 
 
 def _single_image_cards(folder: Path, names: set[str] | None) -> list[Path]:
-    files = []
-    for card_file in sorted(folder.glob("*.json")):
-        try:
-            card = ModelCard.model_validate_json(card_file.read_text())
-        except ValueError:
-            continue  # not a model card (logs, benchmark tables)
-        if card.kind == "single" and card.weights_file and (names is None or card.name in names):
-            files.append(card_file)
-    return files
+    return [path for path, card in cards_with_weights(folder)
+            if card.kind == "single" and (names is None or card.name in names)]
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -19,7 +19,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from model_store.card import SHIPPED_WEIGHTS_DIR, ModelCard
+from model_store.card import SHIPPED_WEIGHTS_DIR, ModelCard, cards_with_weights
 from model_store.registry import sha256_file
 
 
@@ -49,13 +49,8 @@ def decide(candidate: ModelCard, shipped: ModelCard | None) -> Decision:
 
 def install(source: Path, target: Path = SHIPPED_WEIGHTS_DIR, *, dry_run: bool = False) -> list[Decision]:
     decisions = []
-    for card_file in sorted(source.glob("*.json")):
-        try:
-            candidate = ModelCard.model_validate_json(card_file.read_text())
-        except ValueError:
-            continue  # not a model card (logs, benchmark tables)
-        if not candidate.weights_file:
-            continue
+    for card_file, candidate in cards_with_weights(source):
+        assert candidate.weights_file is not None
         weights = source / candidate.weights_file
         if not weights.is_file() or sha256_file(weights) != candidate.weights_sha256:
             decisions.append(Decision(candidate.name, False, f"{weights.name} missing or not the card's sha256"))
