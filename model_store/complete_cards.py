@@ -35,13 +35,16 @@ def missing_cells(card: ModelCard, sets: list[str]) -> list[tuple[str, int]]:
 def complete_card(card_file: Path, sets: list[str], device: str = "cpu") -> ModelCard:
     """Evaluate the card's missing (set, scale) cells; returns the card as written back."""
     from model_store.evaluate import card_result, evaluate_pairs
-    from model_store.registry import load_descriptor
+    from model_store.registry import SRDescriptor, load_descriptor
 
     card = ModelCard.model_validate_json(card_file.read_text())
     results = list(card.results)
     catalog = Catalog([card], {card.name: card_file.parent})  # this file's weights, even where a name ships
+    descriptors: dict[int, SRDescriptor] = {}  # one weights load (and sha256 check) per scale
     for dataset, scale in missing_cells(card, sets):
-        desc = load_descriptor(card, scale, catalog=catalog, device=device)
+        if scale not in descriptors:
+            descriptors[scale] = load_descriptor(card, scale, catalog=catalog, device=device)
+        desc = descriptors[scale]
         report = evaluate_pairs(desc, list(benchmark_pairs(dataset, scale)), dataset=dataset,
                                 lr_consistency=dataset in LR_CONSISTENCY_SETS)
         results.append(card_result(report, card.family))

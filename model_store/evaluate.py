@@ -86,7 +86,12 @@ def super_resolve(desc: SRDescriptor, lr: np.ndarray, *, self_ensemble: bool = F
     else:
         out = desc(x, dtype)
     assert isinstance(out, torch.Tensor)
-    return to_uint8(out[0].permute(1, 2, 0).float().cpu().numpy())
+    return first_image_uint8(out)
+
+
+def first_image_uint8(batch: torch.Tensor) -> np.ndarray:
+    """The first (3, H, W) image of an RGB batch in [0, 1] as uint8 (H, W, 3), rounded like a job's output."""
+    return to_uint8(batch[0].permute(1, 2, 0).float().cpu().numpy())
 
 
 def evaluate_pairs(desc: SRDescriptor, pairs: list[EvalPair], *, dataset: str, self_ensemble: bool = False,

@@ -41,7 +41,6 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Literal
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from pydantic import BaseModel, ConfigDict, Field
@@ -53,7 +52,6 @@ from model_store.fast_resize import imresize_torch_cached
 from model_store.metrics import high_frequency_energy
 from model_store.registry import count_params, create_model, sha256_file
 from model_store.train import hardware_string, load_run_checkpoint, save_run_checkpoint
-from srserve.imaging import to_uint8
 
 log = logging.getLogger(__name__)
 
@@ -120,10 +118,6 @@ def feature_matching_loss(fake: list[torch.Tensor], real: list[torch.Tensor]) ->
     return torch.stack([F.l1_loss(f.float(), r.float()) for f, r in zip(fake, real, strict=True)]).mean()
 
 
-def _uint8_image(rgb: torch.Tensor) -> np.ndarray:
-    return to_uint8(rgb[0].permute(1, 2, 0).float().cpu().numpy())
-
-
 def _resolve_init(cfg: GanConfig) -> tuple[dict[str, torch.Tensor], ModelCard | None]:
     from safetensors.torch import load_file
 
@@ -174,11 +168,11 @@ class SRGANTrainer:
         meta = {"iteration": str(self.iteration), "wall_time_s": repr(self.wall_time_s),
                 "hardware": json.dumps(self.hardware), "config": self.cfg.model_dump_json()}
         self.cfg.out_dir.mkdir(parents=True, exist_ok=True)
-        save_run_checkpoint(self.ckpt_path, self._modules, self._optimizers, {"data": self.sampler.generator}, meta)
+        save_run_checkpoint(self.ckpt_path, self._modules, self._optimizers, self._generators, meta)
 
     def _load_checkpoint(self) -> None:
-        _, meta = load_run_checkpoint(self.ckpt_path, self._modules, self._optimizers,
-                                      {"data": self.sampler.generator}, self.device)
+        _, meta = load_run_checkpoint(self.ckpt_path, self._modules, self._optimizers, self._generators,
+                                      self.device)
         self.iteration = int(meta["iteration"])
         self.wall_time_s = float(meta["wall_time_s"])
         self.hardware = list(json.loads(meta["hardware"]))
@@ -191,6 +185,10 @@ class SRGANTrainer:
     @property
     def _optimizers(self) -> dict[str, torch.optim.Optimizer]:
         return {"opt_g": self.opt_g, "opt_d": self.opt_d}
+
+    @property
+    def _generators(self) -> dict[str, torch.Generator]:
+        return {"data": self.sampler.generator}
 
     # -- training ---------------------------------------------------------------------------------
     def _learning_rate_factor(self, elapsed_s: float) -> float:
@@ -312,6 +310,8 @@ class SRGANTrainer:
 
     def _texture_note(self) -> str:
         """High-frequency energy on Set5, SRGAN vs its SRResNet init vs HR: the texture the GAN adds."""
+        from model_store.evaluate import first_image_uint8
+
         init_state, _ = _resolve_init(self.cfg)
         base = create_model("srresnet", scale=self.cfg.scale, **self.arch_args).to(self.device).eval()
         base.load_state_dict(init_state)
@@ -320,8 +320,8 @@ class SRGANTrainer:
         with torch.inference_mode():
             for pair in pairs:
                 lr = torch.from_numpy(pair.lr).permute(2, 0, 1)[None].float().div(255.0).to(self.device)
-                energies["srgan"] += high_frequency_energy(_uint8_image(self.generator(lr))) / len(pairs)
-                energies["init"] += high_frequency_energy(_uint8_image(base(lr))) / len(pairs)
+                energies["srgan"] += high_frequency_energy(first_image_uint8(self.generator(lr))) / len(pairs)
+                energies["init"] += high_frequency_energy(first_image_uint8(base(lr))) / len(pairs)
                 energies["hr"] += high_frequency_energy(pair.hr) / len(pairs)
         log.info("Set5 high-frequency energy: %s", {k: round(v, 1) for k, v in energies.items()})
         return (
