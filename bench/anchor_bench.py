@@ -24,9 +24,10 @@ import numpy as np
 import torch
 
 from model_store.card import Catalog
+from model_store.evaluate import first_image_uint8, uint8_to_batch
 from model_store.metrics import quality_y
 from model_store.registry import SRDescriptor, load_descriptor
-from srserve.imaging import load_rgb_uint8, to_uint8
+from srserve.imaging import load_rgb_uint8
 
 log = logging.getLogger(__name__)
 
@@ -56,11 +57,7 @@ def _opencv_pass(sr: Any, lrs: list[np.ndarray]) -> list[np.ndarray]:  # cv2 has
 
 
 def our_pass(desc: SRDescriptor, lrs: list[np.ndarray]) -> list[np.ndarray]:
-    outs = []
-    for lr in lrs:
-        y = desc(torch.from_numpy(lr).permute(2, 0, 1)[None].float() / 255)
-        outs.append(to_uint8(y[0].permute(1, 2, 0).numpy()))
-    return outs
+    return [first_image_uint8(desc(uint8_to_batch(lr))) for lr in lrs]
 
 
 def best_of_interleaved(runs: Sequence[Callable[[], list[np.ndarray]]], repeats: int

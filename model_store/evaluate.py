@@ -80,13 +80,18 @@ def _dihedral(x: torch.Tensor, k: int, inverse: bool = False) -> torch.Tensor:
 def super_resolve(desc: SRDescriptor, lr: np.ndarray, *, self_ensemble: bool = False,
                   dtype: torch.dtype | None = None) -> np.ndarray:
     """uint8 RGB LR -> uint8 RGB SR through the descriptor (optionally the x8 geometric ensemble)."""
-    x = torch.from_numpy(lr).to(desc.device).permute(2, 0, 1)[None].float().div_(255.0)
+    x = uint8_to_batch(lr, desc.device)
     if self_ensemble:
         out = sum(_dihedral(desc(_dihedral(x, k), dtype), k, inverse=True) for k in range(8)) / 8.0
     else:
         out = desc(x, dtype)
     assert isinstance(out, torch.Tensor)
     return first_image_uint8(out)
+
+
+def uint8_to_batch(rgb: np.ndarray, device: torch.device | str = "cpu") -> torch.Tensor:
+    """uint8 (H, W, 3) -> a (1, 3, H, W) float batch in [0, 1] on `device` (moved as uint8: 4x fewer bytes)."""
+    return torch.from_numpy(rgb).to(device).permute(2, 0, 1)[None].float().div_(255.0)
 
 
 def first_image_uint8(batch: torch.Tensor) -> np.ndarray:

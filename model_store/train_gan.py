@@ -310,7 +310,7 @@ class SRGANTrainer:
 
     def _texture_note(self) -> str:
         """High-frequency energy on Set5, SRGAN vs its SRResNet init vs HR: the texture the GAN adds."""
-        from model_store.evaluate import first_image_uint8
+        from model_store.evaluate import first_image_uint8, uint8_to_batch
 
         init_state, _ = _resolve_init(self.cfg)
         base = create_model("srresnet", scale=self.cfg.scale, **self.arch_args).to(self.device).eval()
@@ -319,7 +319,7 @@ class SRGANTrainer:
         pairs = list(benchmark_pairs("Set5", self.cfg.scale))
         with torch.inference_mode():
             for pair in pairs:
-                lr = torch.from_numpy(pair.lr).permute(2, 0, 1)[None].float().div(255.0).to(self.device)
+                lr = uint8_to_batch(pair.lr, self.device)
                 energies["srgan"] += high_frequency_energy(first_image_uint8(self.generator(lr))) / len(pairs)
                 energies["init"] += high_frequency_energy(first_image_uint8(base(lr))) / len(pairs)
                 energies["hr"] += high_frequency_energy(pair.hr) / len(pairs)

@@ -30,6 +30,7 @@ from model_store.burst.descriptor import BurstDescriptor, load_burst_descriptor
 from model_store.burst.synth import BurstConfig, synth_burst
 from model_store.card import Catalog
 from model_store.data import data_root
+from model_store.evaluate import uint8_to_batch
 from model_store.metrics import quality_y
 from model_store.registry import SRDescriptor, load_descriptor
 from model_store.resize import modcrop
@@ -76,8 +77,7 @@ def eval_bursts(dataset: str, scale: int, frames: int = EVAL_FRAMES, *, outlier_
                       outlier_prob=1.0 if outlier_below else 0.0, outlier_below=outlier_below)
     bursts = []
     for n, (name, hr) in enumerate(hr_images(dataset, scale)[:limit]):
-        t = torch.from_numpy(hr).permute(2, 0, 1)[None].float() / 255.0
-        b = synth_burst(t, cfg, seed=seed + n)
+        b = synth_burst(uint8_to_batch(hr), cfg, seed=seed + n)
         bursts.append(EvalBurst(name, hr, b.frames[0], b.shifts[0], b.outlier[0]))
     return tuple(bursts)
 
