@@ -301,7 +301,7 @@ def run(
                 c.model = card.name
             cases.extend(row)
             log.info("  " + "  ".join(f"{c.mode}={c.out_mpix_s:.1f}MP/s" for c in row))
-    write_results(cases, device, out_dir, tag)
+        write_results(cases, device, out_dir, tag)  # after every model: a run stopped early keeps its rows
     return cases
 
 
