@@ -15,10 +15,13 @@ single tile does not fit the job re-plans with half the tile side, down to `min_
 from __future__ import annotations
 
 import logging
+import math
+import queue
 import threading
 import time
 from collections import deque
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -63,6 +66,15 @@ class EngineConfig:
     # shapes then differ between images, so tiles of different jobs rarely share a batch. For CPU,
     # where batches are one tile anyway.
     fit_tiles: bool = False
+    # Pad every batch up to a power of two (at most the batch limit) by repeating its last tile, so a
+    # tile shape only ever runs at a handful of batch sizes: cuDNN autotunes each new input shape
+    # (tens of ms), which with free batch sizes 1..N never stops. None: on CUDA only.
+    bucket_batches: bool | None = None
+    # Batches in flight between launch and stitching, each with its own page-locked staging buffers:
+    # while one batch computes, earlier ones copy out and are stitched into their jobs on as many
+    # completion threads, so the device never waits for the host. 0: stitch inline on the device
+    # thread (nothing to overlap on CPU). None: 3 on CUDA, 0 elsewhere.
+    pipeline_depth: int | None = None
 
     def policy(self, model: str) -> BatchPolicy:
         return self.policies.get(model, self.default_policy)
@@ -129,6 +141,17 @@ class InferenceEngine:
         self._stop = False
         self._thread = threading.Thread(target=self._loop, name="srserve-device", daemon=True)
         self._exclusive: deque[tuple[Callable[[], object], _ExclusiveResult]] = deque()
+        self._bucket = config.bucket_batches if config.bucket_batches is not None else self.device.type == "cuda"
+        # CUDA: page-locked host buffers reused by every batch (grown to the largest one seen). A fresh
+        # pageable array per batch costs a page fault per 4 KiB on every copy out (at x4 a batch of 32
+        # 256² tiles is 400 MB of float32), and only page-locked memory copies at full bus speed.
+        self._staging: dict[tuple[str, int], torch.Tensor] = {}
+        self._warmed: set[_Key] = set()
+        depth = config.pipeline_depth if config.pipeline_depth is not None else 3 * (self.device.type == "cuda")
+        self._free_slots: queue.SimpleQueue[int] = queue.SimpleQueue()
+        for slot in range(max(1, depth)):
+            self._free_slots.put(slot)
+        self._completions = ThreadPoolExecutor(depth, thread_name_prefix="srserve-stitch") if depth else None
         if self.device.type == "cuda":
             torch.backends.cudnn.benchmark = True  # fixed tile shapes: autotuning pays off
             torch.backends.cuda.matmul.allow_tf32 = True
@@ -143,6 +166,8 @@ class InferenceEngine:
             self._stop = True
             self._cond.notify_all()
         self._thread.join(timeout=10)
+        if self._completions is not None:
+            self._completions.shutdown(wait=True)  # batches already launched still reach their jobs
 
     # ---- job-thread side -------------------------------------------------------------------
 
@@ -160,7 +185,7 @@ class InferenceEngine:
         backoffs = 0
         while True:
             overlap = descriptor.receptive_field
-            tile = max(tile, 2 * overlap + descriptor.size_multiple)
+            tile = self.tile_side(descriptor, tile)
             plan = plan_tiles(rgb.shape[0], rgb.shape[1], tile, overlap, descriptor.size_multiple,
                               fit=self.config.fit_tiles)
             work = _JobWork(plan, descriptor.scale, cancel)
@@ -179,6 +204,12 @@ class InferenceEngine:
                 raise work.error
             work.stats.oom_backoffs += backoffs
             return work.stitcher.output, work.stats
+
+    @staticmethod
+    def tile_side(descriptor: SRDescriptor, tile: int) -> int:
+        """The LR tile side a model really runs at: room for its overlap, a multiple of its size step."""
+        side = max(tile, 2 * descriptor.receptive_field + descriptor.size_multiple)
+        return -(-side // descriptor.size_multiple) * descriptor.size_multiple
 
     def run_exclusive(self, fn: Callable[[], object]) -> object:
         """Run `fn` on the device thread between batches (burst models, whole-image networks)."""
@@ -221,6 +252,11 @@ class InferenceEngine:
         with self._cond:
             return sum(len(q) for q in self._pending.values())
 
+    def _limit(self, key: _Key) -> int:
+        """Tiles per batch for a key: the model's policy, lowered after an out-of-memory."""
+        policy_max = self.config.policy(key[0]).max_batch_size
+        return min(policy_max, self._batch_limit.get(key, policy_max))
+
     def _next_batch(self) -> tuple[_Key, list[_TileRequest]] | None:
         """Under the lock: pick the key whose oldest tile waited longest; wait for a full batch or
         its queue delay, whichever comes first."""
@@ -236,7 +272,7 @@ class InferenceEngine:
             key = min(live, key=lambda k: live[k][0].enqueued_at)
             queue = live[key]
             policy = self.config.policy(key[0])
-            limit = min(policy.max_batch_size, self._batch_limit.get(key, policy.max_batch_size))
+            limit = self._limit(key)
             waited = time.perf_counter() - queue[0].enqueued_at
             if len(queue) >= limit or waited >= policy.max_queue_delay_s:
                 batch = [queue.popleft() for _ in range(min(limit, len(queue)))]
@@ -268,11 +304,12 @@ class InferenceEngine:
 
     def _run_batch(self, key: _Key, batch: list[_TileRequest]) -> None:
         descriptor = self._descriptors[key]
+        slot = self._free_slots.get()  # blocks while `pipeline_depth` batches are still in flight
         try:
             t0 = time.perf_counter()
-            out = self._forward(descriptor, batch)
-            seconds = time.perf_counter() - t0
+            out, ready = self._forward(descriptor, batch, slot)
         except _TileOOM:
+            self._free_slots.put(slot)
             if self.metrics:
                 self.metrics.oom_backoffs.labels(kind="batch").inc()
             if len(batch) == 1:
@@ -285,38 +322,123 @@ class InferenceEngine:
                 self._pending[key].extendleft(reversed(batch))
             return
         except Exception as exc:
+            self._free_slots.put(slot)
             log.exception("batch of %d tiles for %s failed", len(batch), key[0])
             for r in batch:
                 r.work.fail(exc)
             return
-        if self.metrics:
-            self.metrics.observe_batch(descriptor.name, len(batch), seconds, out.shape, batch)
-        per_tile = seconds / len(batch)
-        for r, tile_out in zip(batch, out, strict=True):
-            r.work.finish_tile(r.tile, tile_out, len(batch), per_tile)
+        if self._completions is not None:
+            self._completions.submit(self._complete, descriptor, batch, out, ready, slot, t0)
+        else:
+            self._complete(descriptor, batch, out, ready, slot, t0)
 
-    def _forward(self, descriptor: SRDescriptor, batch: list[_TileRequest]) -> np.ndarray:
+    def _complete(
+        self,
+        descriptor: SRDescriptor,
+        batch: list[_TileRequest],
+        out: np.ndarray,
+        ready: torch.cuda.Event | None,
+        slot: int,
+        t0: float,
+    ) -> None:
+        """Wait for the batch's copy to the host, stitch its tiles into their jobs, free its staging slot."""
+        try:
+            if ready is not None:
+                ready.synchronize()
+            seconds = time.perf_counter() - t0
+            if self.metrics:
+                self.metrics.observe_batch(descriptor.name, len(batch), seconds, out.shape, batch)
+            per_tile = seconds / len(batch)
+            for r, tile_out in zip(batch, out, strict=True):
+                r.work.finish_tile(r.tile, tile_out, len(batch), per_tile)
+        except Exception as exc:  # a failed copy fails its jobs, never the engine
+            log.exception("finishing a batch of %d tiles for %s failed", len(batch), descriptor.name)
+            for r in batch:
+                r.work.fail(exc)
+        finally:
+            self._free_slots.put(slot)
+
+    def padded_batch_size(self, n: int, limit: int) -> int:
+        """The batch size `n` tiles run at: the next power of two, capped at the batch limit."""
+        if not self._bucket or n <= 1:
+            return n
+        return max(n, min(1 << (n - 1).bit_length(), limit))
+
+    def _host_buffer(self, role: str, slot: int, shape: tuple[int, ...]) -> torch.Tensor:
+        numel = math.prod(shape)
+        buf = self._staging.get((role, slot))
+        if buf is None or buf.numel() < numel:
+            self._staging.pop((role, slot), None)  # free the old one first: page-locked memory is scarce
+            buf = torch.empty(numel, dtype=torch.float32, pin_memory=True)
+            self._staging[(role, slot)] = buf
+        return buf[:numel].view(shape)
+
+    def _forward(
+        self, descriptor: SRDescriptor, batch: list[_TileRequest], slot: int
+    ) -> tuple[np.ndarray, torch.cuda.Event | None]:
+        """Launch the batch; returns its (n, h*s, w*s, 3) float32 outputs and, on CUDA, the event after
+        which they are on the host. On CUDA the array is a view of the slot's staging buffer: valid
+        until the slot is handed out again, so it is stitched before the slot is freed."""
         n = len(batch)
         th, tw = batch[0].pixels.shape[:2]
+        padded = self.padded_batch_size(n, self._limit((descriptor.name, descriptor.scale, th, tw)))
         budget = self.config.memory_budget_bytes
-        if budget and _activation_bytes(descriptor, n, th, tw) > budget:
+        if budget and _activation_bytes(descriptor, padded, th, tw) > budget:
             raise _TileOOM()
-        host = torch.from_numpy(np.stack([r.pixels for r in batch]))  # (N, h, w, 3)
-        if self.device.type == "cuda":
-            host = host.pin_memory()
-        x = host.to(self.device, non_blocking=True).permute(0, 3, 1, 2)
+        cuda = self.device.type == "cuda"
         dtype = None
-        if self.device.type == "cuda" and self.config.half_precision == "auto" and descriptor.supports_half:
+        if cuda and self.config.half_precision == "auto" and descriptor.supports_half:
             dtype = torch.bfloat16
+        key = (descriptor.name, descriptor.scale, th, tw)
+        if self._bucket and key not in self._warmed and th == tw == self.tile_side(descriptor, self.config.tile_size):
+            self._warmed.add(key)
+            self._warm_up(descriptor, th, tw, self._limit(key), dtype)
+        if self.metrics and padded > n:
+            self.metrics.padding_tiles.labels(descriptor.name).inc(padded - n)
+        tiles = [r.pixels for r in batch] + [batch[-1].pixels] * (padded - n)
+        if cuda:
+            host = self._host_buffer("in", slot, (padded, th, tw, 3))
+            np.stack(tiles, out=host.numpy())
+        else:
+            host = torch.from_numpy(np.stack(tiles))  # (N, h, w, 3)
+        x = host.to(self.device, non_blocking=True).permute(0, 3, 1, 2)
         try:
             with torch.inference_mode():
-                y = descriptor(x, dtype=dtype)
-                y = y.permute(0, 2, 3, 1).contiguous()
-                out = y.to("cpu", non_blocking=False).numpy()
+                y = descriptor(x, dtype=dtype).permute(0, 2, 3, 1)
+                ready = None
+                if cuda:
+                    out = self._host_buffer("out", slot, tuple(y.shape))
+                    out.copy_(y, non_blocking=True)
+                    ready = torch.cuda.Event()
+                    ready.record(torch.cuda.current_stream(self.device))
+                else:
+                    out = y.contiguous()
         except torch.cuda.OutOfMemoryError as exc:
+            torch.cuda.synchronize(self.device)  # no copy may still read the staging buffer on retry
             torch.cuda.empty_cache()
             raise _TileOOM() from exc
-        return out
+        return out.numpy()[:n], ready
+
+
+    def _warm_up(self, descriptor: SRDescriptor, th: int, tw: int, limit: int, dtype: torch.dtype | None) -> None:
+        """Run the standard tile shape once at every bucketed batch size, so cuDNN's autotuning (per
+        input shape) happens on the first job of a model rather than spread over the next hundred."""
+        t0 = time.perf_counter()
+        sizes = sorted({self.padded_batch_size(n, limit) for n in range(1, limit + 1)})
+        budget = self.config.memory_budget_bytes
+        with torch.inference_mode():
+            for n in sizes:
+                if budget and _activation_bytes(descriptor, n, th, tw) > budget:
+                    break
+                try:
+                    descriptor(torch.zeros(n, 3, th, tw, device=self.device), dtype=dtype)
+                except torch.cuda.OutOfMemoryError:
+                    torch.cuda.empty_cache()
+                    break  # the real batches back off on their own
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+        log.info("warmed %s x%d up for %dx%d tiles at batch sizes %s in %.2f s",
+                 descriptor.name, descriptor.scale, th, tw, sizes, time.perf_counter() - t0)
 
 
 def _activation_bytes(descriptor: SRDescriptor, batch: int, h: int, w: int) -> int:
@@ -364,6 +486,12 @@ class EngineMetrics:
         self.output_pixels = Counter(
             "srserve_output_pixels_total",
             "Output pixels produced (rate() gives px/s)",
+            ["model"],
+            registry=reg,
+        )
+        self.padding_tiles = Counter(
+            "srserve_batch_padding_tiles_total",
+            "Repeated tiles that filled batches up to their bucketed size (computed, then dropped)",
             ["model"],
             registry=reg,
         )

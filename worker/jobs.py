@@ -123,6 +123,8 @@ def build_engine(settings: WorkerSettings, device: str, metrics: EngineMetrics |
         half_precision=settings.half_precision,
         memory_budget_bytes=settings.memory_budget_bytes,
         fit_tiles=fit_tiles,
+        bucket_batches={"auto": None, "on": True, "off": False}[settings.bucket_batches],
+        pipeline_depth=None if settings.pipeline_depth < 0 else settings.pipeline_depth,
     )
     return InferenceEngine(config, metrics).start()
 

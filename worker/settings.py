@@ -48,6 +48,18 @@ class WorkerSettings(CommonSettings):
     )
     # per-model overrides as JSON: {"edsr_baseline_x4": {"max_batch_size": 8, "max_queue_delay_s": 0.01}}
     batch_policies: dict[str, dict[str, float]] = Field(default_factory=dict)
+    bucket_batches: str = Field(
+        default="auto",
+        pattern=r"^(auto|on|off)$",
+        description="pad batches to powers of two so cuDNN autotunes each tile shape once; auto: on CUDA",
+    )
+    pipeline_depth: int = Field(
+        default=-1,
+        ge=-1,
+        le=16,
+        description="batches in flight between launch and stitching, each with its own page-locked host "
+        "buffers; 0 = stitch on the device thread; -1 = auto (3 on CUDA, 0 on CPU)",
+    )
     half_precision: str = Field(
         default="auto", pattern=r"^(auto|off)$", description="auto: bf16 on CUDA where the model card says safe"
     )

@@ -41,6 +41,19 @@ def engine() -> Iterator[InferenceEngine]:
     eng.stop()
 
 
+# the CUDA arrangement on CPU: padded batches and batches stitched on completion threads, two in flight
+PIPELINED = EngineConfig(tile_size=48, default_policy=BatchPolicy(8, 0.01), bucket_batches=True, pipeline_depth=2)
+
+
+@pytest.fixture(params=["inline", "pipelined"])
+def any_engine(request: pytest.FixtureRequest) -> Iterator[InferenceEngine]:
+    inline = EngineConfig(tile_size=48, default_policy=BatchPolicy(8, 0.01))
+    config = PIPELINED if request.param == "pipelined" else inline
+    eng = InferenceEngine(config).start()
+    yield eng
+    eng.stop()
+
+
 @pytest.mark.parametrize("card", CONV_CARDS, ids=lambda c: c.name)
 def test_tiled_equals_untiled(card: ModelCard, engine: InferenceEngine) -> None:
     scale = card.scales[0]
@@ -85,7 +98,8 @@ def test_tiles_fitted_to_the_image_equal_untiled(card: ModelCard) -> None:
     assert psnr(tiled, _untiled(desc, img), peak=1.0) >= 60.0
 
 
-def test_interleaved_jobs_of_different_models_and_sizes(engine: InferenceEngine) -> None:
+def test_interleaved_jobs_of_different_models_and_sizes(any_engine: InferenceEngine) -> None:
+    engine = any_engine
     cards = [CATALOG.resolve("bicubic", 2), *(c for c in CONV_CARDS if c.name != "bicubic")][:3]
     descs = [load_descriptor(c, c.scales[0], catalog=CATALOG) for c in cards]
     jobs = [(descs[i % len(descs)], _image(30 + 7 * i, 40 + 5 * i, seed=i)) for i in range(9)]
@@ -108,12 +122,50 @@ def test_interleaved_jobs_of_different_models_and_sizes(engine: InferenceEngine)
     assert max(b for _, b in results.values()) > 1, "tiles of concurrent jobs never shared a batch"
 
 
-def test_out_of_memory_halves_batch_then_tile() -> None:
+def test_padded_batch_sizes_are_powers_of_two_up_to_the_limit() -> None:
+    eng = InferenceEngine(EngineConfig(bucket_batches=True))
+    assert [eng.padded_batch_size(n, 12) for n in (1, 2, 3, 5, 8, 9, 12)] == [1, 2, 4, 8, 8, 12, 12]
+    assert InferenceEngine(EngineConfig(device="cpu")).padded_batch_size(5, 16) == 5  # CPU: off by default
+
+
+def test_bucketed_batches_pad_with_tiles_that_never_reach_a_job(caplog: pytest.LogCaptureFixture) -> None:
+    from prometheus_client import CollectorRegistry
+
+    from worker.engine import EngineMetrics
+
+    card = next(c for c in CONV_CARDS if c.architecture == "fsrcnn")
+    desc = load_descriptor(card, card.scales[0], catalog=CATALOG)
+    metrics = EngineMetrics(CollectorRegistry())
+    eng = InferenceEngine(
+        EngineConfig(tile_size=48, default_policy=BatchPolicy(8, 0.02), bucket_batches=True), metrics
+    ).start()
+    jobs = [_image(50 + 9 * i, 60 + 4 * i, seed=i) for i in range(5)]
+    results: dict[int, np.ndarray] = {}
+    caplog.set_level("INFO", logger="worker.engine")
+    try:
+        threads = [threading.Thread(target=lambda i=i: results.__setitem__(i, eng.upscale(desc, jobs[i])[0]))
+                   for i in range(len(jobs))]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(timeout=120)
+    finally:
+        eng.stop()
+    assert len(results) == len(jobs)
+    for i, img in enumerate(jobs):
+        assert psnr(results[i], _untiled(desc, img), peak=1.0) >= 60.0, f"job {i} got a padding tile?"
+    assert metrics.padding_tiles.labels(desc.name)._value.get() > 0, "no batch was ever padded"
+    assert any("warmed" in r.message for r in caplog.records), "the standard tile shape was never warmed up"
+
+
+@pytest.mark.parametrize("pipeline_depth", [0, 2])
+def test_out_of_memory_halves_batch_then_tile(pipeline_depth: int) -> None:
     desc = load_descriptor(CATALOG.resolve("bicubic", 2), 2, catalog=CATALOG)
     img = _image(100, 120)
     # a budget that fits one 32x32 tile but not one 64x64 tile, nor a batch of two 32s
     one_32 = 32 * 32 * 4 * (3 * 4 + 128)
-    eng = InferenceEngine(EngineConfig(tile_size=64, min_tile=16, memory_budget_bytes=one_32 + 1)).start()
+    eng = InferenceEngine(EngineConfig(tile_size=64, min_tile=16, memory_budget_bytes=one_32 + 1,
+                                       pipeline_depth=pipeline_depth)).start()
     try:
         out, stats = eng.upscale(desc, img)
     finally:
@@ -133,7 +185,8 @@ def test_out_of_memory_at_the_smallest_tile_fails_the_job() -> None:
         eng.stop()
 
 
-def test_cancel_while_held_drops_the_job_and_keeps_serving(engine: InferenceEngine) -> None:
+def test_cancel_while_held_drops_the_job_and_keeps_serving(any_engine: InferenceEngine) -> None:
+    engine = any_engine
     desc = load_descriptor(CATALOG.resolve("bicubic", 4), 4, catalog=CATALOG)
     with pytest.raises(JobCanceled):
         engine.upscale(desc, _image(400, 400), cancel=lambda: True)

@@ -51,3 +51,29 @@ def test_real_cuda_oom_backs_off() -> None:
         torch.cuda.set_per_process_memory_fraction(1.0)
     assert out.shape[0] == 1024 * desc.scale
     assert stats.oom_backoffs >= 1
+
+
+def test_interleaved_jobs_through_pinned_staging_on_cuda() -> None:
+    """Several jobs of different models and sizes at once: padded batches, three batches in flight on
+    reused page-locked buffers; every job must get exactly its own tiles back."""
+    import threading
+
+    descs = [load_descriptor(c, c.scales[0], catalog=CATALOG, device="cuda") for c in CONV[:4]]
+    jobs = [(descs[i % len(descs)], np.random.default_rng(i).random((90 + 13 * i, 120 + 7 * i, 3), dtype=np.float32))
+            for i in range(12)]
+    eng = InferenceEngine(EngineConfig(device="cuda", tile_size=64, half_precision="off",
+                                       default_policy=BatchPolicy(8, 0.01))).start()
+    results: dict[int, np.ndarray] = {}
+    try:
+        threads = [threading.Thread(target=lambda i=i: results.__setitem__(i, eng.upscale(*jobs[i])[0]))
+                   for i in range(len(jobs))]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(timeout=120)
+    finally:
+        eng.stop()
+    assert len(results) == len(jobs)
+    for i, (desc, img) in enumerate(jobs):
+        ref = desc(torch.from_numpy(img).permute(2, 0, 1)[None].cuda())[0].permute(1, 2, 0).cpu().numpy()
+        assert psnr(results[i], ref, peak=1.0) >= 60.0, f"job {i} ({desc.name}) got another job's tiles"
