@@ -57,7 +57,7 @@ def _png(size: int, seed: int) -> bytes:
 class Stack:
     """API + one worker as subprocesses, like `srserve api` and `srserve worker` in production."""
 
-    def __init__(self, redis_url: str, worker_env: dict[str, str]) -> None:
+    def __init__(self, redis_url: str, worker_env: dict[str, str], device: str = "cpu") -> None:
         self.tmp = tempfile.TemporaryDirectory(prefix="srserve-bench-")
         self.port = _free_port()
         self.env = {
@@ -68,8 +68,9 @@ class Stack:
             "SRSERVE_LOG_FORMAT": "text",
             "SRSERVE_MAX_QUEUE_DEPTH": "100000",
         }
-        # one intra-op thread: tiny jobs are overhead-bound and the API shares the cores
-        self.worker_env = {**self.env, "SRSERVE_DEVICE": "cpu", "SRSERVE_TORCH_THREADS": "1", **worker_env}
+        # CPU: one intra-op thread (tiny jobs are overhead-bound and the API shares the cores)
+        threads = {"SRSERVE_TORCH_THREADS": "1"} if device == "cpu" else {}
+        self.worker_env = {**self.env, "SRSERVE_DEVICE": device, **threads, **worker_env}
         self.procs: list[subprocess.Popen[bytes]] = []
 
     def __enter__(self) -> Stack:
@@ -109,13 +110,22 @@ class Stack:
 
 
 async def _client(
-    base: str, body: bytes, model: str, n: int, latencies: list[float], errors: list[str], long_poll: bool = True
+    base: str,
+    body: bytes,
+    model: str,
+    n: int,
+    latencies: list[float],
+    errors: list[str],
+    long_poll: bool = True,
+    scale: int = 2,
 ) -> None:
     async with httpx.AsyncClient(base_url=base, timeout=60) as c:
         for _ in range(n):
             t0 = time.perf_counter()
             r = await c.post(
-                "/v1/upscale", files={"image": ("in.png", body, "image/png")}, data={"scale": "2", "model": model}
+                "/v1/upscale",
+                files={"image": ("in.png", body, "image/png")},
+                data={"scale": str(scale), "model": model},
             )
             if r.status_code != 202:
                 errors.append(f"submit {r.status_code}")
@@ -137,7 +147,15 @@ async def _client(
 
 
 def run_case(
-    redis_url: str, clients: int, jobs: int, model: str, size: int, batching: bool, long_poll: bool = True
+    redis_url: str,
+    clients: int,
+    jobs: int,
+    model: str,
+    size: int,
+    batching: bool,
+    long_poll: bool = True,
+    scale: int = 2,
+    device: str = "cpu",
 ) -> dict[str, object]:
     worker_env = (
         {"SRSERVE_JOBS_IN_FLIGHT": "32", "SRSERVE_MAX_BATCH_SIZE": "32"}
@@ -145,14 +163,14 @@ def run_case(
         else {"SRSERVE_JOBS_IN_FLIGHT": "1", "SRSERVE_MAX_BATCH_SIZE": "1"}
     )
     body = _png(size, 0)
-    with Stack(redis_url, worker_env) as stack:
+    with Stack(redis_url, worker_env, device) as stack:
         # warm-up: model load, first batches
-        asyncio.run(_gather(stack.url, body, model, min(clients, 4), 2, [], [], long_poll))
+        asyncio.run(_gather(stack.url, body, model, min(clients, 4), 2, [], [], long_poll, scale))
         latencies: list[float] = []
         errors: list[str] = []
         per_client = max(1, jobs // clients)
         t0 = time.perf_counter()
-        asyncio.run(_gather(stack.url, body, model, clients, per_client, latencies, errors, long_poll))
+        asyncio.run(_gather(stack.url, body, model, clients, per_client, latencies, errors, long_poll, scale))
         elapsed = time.perf_counter() - t0
     done = len(latencies)
     return {
@@ -168,9 +186,17 @@ def run_case(
 
 
 async def _gather(
-    base: str, body: bytes, model: str, clients: int, per: int, lat: list[float], err: list[str], long_poll: bool
+    base: str,
+    body: bytes,
+    model: str,
+    clients: int,
+    per: int,
+    lat: list[float],
+    err: list[str],
+    long_poll: bool,
+    scale: int = 2,
 ) -> None:
-    await asyncio.gather(*[_client(base, body, model, per, lat, err, long_poll) for _ in range(clients)])
+    await asyncio.gather(*[_client(base, body, model, per, lat, err, long_poll, scale) for _ in range(clients)])
 
 
 def run_simpleworker_noop(redis_url: str, jobs: int) -> dict[str, object]:
@@ -224,15 +250,27 @@ def run(args: argparse.Namespace) -> int:
     for clients in [int(c) for c in args.clients.split(",")]:
         # batching off / on, then the same load with clients that short-poll (what long polls save)
         for batching, long_poll in ((False, True), (True, True), (True, False)):
-            row = run_case(redis_url, clients, args.jobs, args.model, args.size, batching, long_poll)
+            row = run_case(redis_url, clients, args.jobs, args.model, args.size, batching, long_poll,
+                           args.scale, args.device)
             log.info("%s", row)
             rows.append(row)
+            _write(args, rows)  # after every case: a run stopped early keeps what it measured
+    sys.stdout.write((Path(args.out) / f"{args.tag}.md").read_text())
+    return 0
+
+
+def _write(args: argparse.Namespace, rows: list[dict[str, object]]) -> None:
     machine = f"{platform.system()} {platform.release()}; {platform.machine()} x{os.cpu_count()} cores"
+    if args.device.startswith("cuda"):
+        import torch
+
+        machine += f"; GPU {torch.cuda.get_device_name(0)}; worker on {args.device}"
     stamp = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     (out / f"{args.tag}.json").write_text(
-        json.dumps({"machine": machine, "date": stamp, "model": args.model, "size": args.size, "rows": rows}, indent=1)
+        json.dumps({"machine": machine, "date": stamp, "model": args.model, "size": args.size, "scale": args.scale,
+                    "rows": rows}, indent=1)
     )
     base = rows[0]["jobs_s"]
     lines = [
@@ -240,7 +278,7 @@ def run(args: argparse.Namespace) -> int:
         "",
         f"Machine: {machine}  ",
         f"Date: {stamp}  ",
-        f"Jobs: `{args.model}` x2 on {args.size}x{args.size} PNG inputs, submitted over HTTP, waited for "
+        f"Jobs: `{args.model}` x{args.scale} on {args.size}x{args.size} PNG inputs, submitted over HTTP, waited for "
         "with long polls (`?wait=30`; \"short polls\": 5-50 ms polling instead); one worker process.",
         "",
         "| case | clients | jobs | errors | jobs/s | vs SimpleWorker no-op | p50 s | p95 s |",
@@ -253,5 +291,3 @@ def run(args: argparse.Namespace) -> int:
             f"{ratio:.2f}x | {r['p50_s'] or ''} | {r['p95_s'] or ''} |"
         )
     (out / f"{args.tag}.md").write_text("\n".join(lines) + "\n")
-    sys.stdout.write("\n".join(lines) + "\n")
-    return 0

@@ -3,7 +3,7 @@
 #
 # Prepare here (no GPU needed), from the repository root, in one command (~3 min):
 #   bash bench/gpu/prepare.sh      # .gpu/eval (Set5, Set14), .gpu/train_sub (what fits), .whl (py3.12 wheels)
-# Run on the GPU box (device tool): carry .gpu/train_sub .gpu/eval .whl, timeout_s 600:
+# Run on the GPU box (device tool): carry .gpu/train_sub .gpu/eval .gpu/bin .whl, timeout_s 600:
 #   bash bench/gpu/run_gpu.sh
 # Every step runs under a timeout taken from one deadline (DEADLINE s after the start), so the results are
 # packed even when a step overruns. What comes back under $OUT: results.tgz.part-* (weights, cards, logs,
@@ -13,7 +13,8 @@
 #       python -m model_store.install_weights runs/gpu       (copies a model only where it measures better)
 #       python -m model_store.results_table; copy runs/gpu/figures/*.png to docs/figures/; commit.
 # Dry run without a GPU (checks the plumbing, minutes): DEVICE=cpu BUDGET=20 EVAL_SETS=Set5 DEADLINE=900 \
-#   BENCH_MODELS=fsrcnn_x4,edsr_baseline_x4 BENCH_SIZES=64 OUT=/tmp/out PYTHON=.venv/bin/python bash bench/gpu/run_gpu.sh
+#   BENCH_MODELS=fsrcnn_x4 BENCH_SIZES=64 E2E_JOBS=16 E2E_MODEL=fsrcnn_x4 ZOO=gpu-small OUT=/tmp/out \
+#   PYTHON=.venv/bin/python bash bench/gpu/run_gpu.sh
 set -uo pipefail
 start=$(date +%s)
 OUT=${OUT:-/tmp/out}
@@ -50,47 +51,59 @@ fi
   $PY -c 'import torch; print("torch", torch.__version__, "cuda", torch.cuda.is_available())'; } | tee -a "$OUT/summary.txt"
 log "data ready"
 
-# 1. GPU-only tests on the shipped weights (tiled == untiled on CUDA, OOM back-off on real CUDA memory)
-step 480 $PY -m pytest -q -p no:cacheprovider -m gpu tests/engine/test_engine_gpu.py 2>&1 | tail -8 \
-  | tee -a "$OUT/summary.txt"
-log "gpu tests done"
+# PHASES (in this order): tests, bench (naive/pure/engine), e2e (API + Redis + worker, batching on/off),
+# train (ZOO profile of scripts/train_zoo.sh: gpu-deep by default), figures. Training takes what the deadline
+# leaves after the phases behind it.
+PHASES=" ${PHASES:-tests bench e2e train figures} "
+has() { [[ $PHASES == *" $1 "* ]]; }
+# what the bench and e2e phases leave for the phases after them (training wants the most)
+if has train; then reserve_bench=340 reserve_e2e=250; else reserve_bench=120 reserve_e2e=60; fi
 
-# 2. train: the zoo (scripts/train_zoo.sh gpu) and the burst model, all at once on the one GPU
-# the training budget is what the deadline leaves after the final evaluations (~50 s), the benchmark, the
-# figures and the packing (~200 s)
-BUDGET=${BUDGET:-$(( DEADLINE - ($(date +%s) - start) - 250 ))}
-log "training budget ${BUDGET} s"
-step 200 $PY -m model_store.burst.train_burst --arch shift_pool --scale 4 --frames 8 --supervision supervised \
-  --batch 32 --patch 32 --lr 1e-4 --seed 6 --init model_store/weights/shift_pool_x4.safetensors \
-  --eval-sets "$(echo "${EVAL_SETS:-Set5 Set14}" | tr ' ' ,)" --time-budget "$BUDGET" --device "$DEVICE" \
-  --out runs/gpu > runs/gpu/logs/shift_pool_x4.log 2>&1 &
-BUDGET=$BUDGET PYTHON=$PY step 200 bash scripts/train_zoo.sh gpu runs/gpu 2>&1 | tee -a "$OUT/summary.txt"
-wait
-log "training done"
+if has tests; then  # 1. CUDA-only engine tests: tiled == untiled, interleaved jobs through the staging buffers, OOM
+  step 480 $PY -m pytest -q -p no:cacheprovider -m gpu tests/engine/test_engine_gpu.py 2>&1 | tail -8 \
+    | tee -a "$OUT/summary.txt"
+  log "gpu tests done"
+fi
 
-# 3. the engine benchmark on the trained weights: naive vs pure vs engine, x4 models, 4 input sizes
-#    (results are rewritten after every model, so a timeout keeps what was measured)
-mkdir -p model_store/weights_gpu && cp model_store/weights/*.json model_store/weights/*.safetensors model_store/weights_gpu/
-cp runs/gpu/*.json runs/gpu/*.safetensors model_store/weights_gpu/ 2>/dev/null
-rm -f model_store/weights_gpu/*.ckpt.*
-models=""  # a model whose training failed has no card: bench the others
-for m in $(echo "${BENCH_MODELS:-fsrcnn_x4,edsr_baseline_x4,swinir_s_x4,srresnet_x4,espcn_x4,lapsrn_x4,srcnn_x4,bicubic}" | tr , ' '); do
-  if [ "$m" = bicubic ] || [ -f "model_store/weights_gpu/$m.json" ]; then models="$models${models:+,}$m"; fi
-done
-SRSERVE_MODELS_DIR=$PWD/model_store/weights_gpu step 60 $PY -m srserve.cli bench models --device "$DEVICE" \
-  --models "$models" \
-  --sizes "${BENCH_SIZES:-128,256,512,1920x1080}" --seconds 0.5 --out runs/gpu/bench --tag "$DEVICE-models" 2>&1 \
-  | tail -4 | tee -a "$OUT/summary.txt"
-log "bench done"
+if has bench; then  # 2. naive vs pure vs engine, x4 models, 4 input sizes (rows written after each model)
+  models=""  # a model without a card (e.g. not trained) is left out rather than stopping the run
+  for m in $(echo "${BENCH_MODELS:-fsrcnn_x4,edsr_baseline_x4,srresnet_x4,espcn_x4,lapsrn_x4}" | tr , ' '); do
+    if [ "$m" = bicubic ] || [ -f "model_store/weights/$m.json" ]; then models="$models${models:+,}$m"; fi
+  done
+  step $reserve_bench $PY -m srserve.cli bench models --device "$DEVICE" --models "$models" \
+    --sizes "${BENCH_SIZES:-128,256,512,1920x1080}" --seconds 0.3 --out runs/gpu/bench --tag "$DEVICE-models" 2>&1 \
+    | grep -v WARNING | tail -4 | tee -a "$OUT/summary.txt"
+  log "bench done"
+fi
 
-# 4. the SRGAN texture figure: bicubic / SRResNet / SRGAN / ground truth crops (commit under docs/figures/)
-mkdir -p runs/gpu/figures
-for img in img_001 img_003; do
-  step 25 $PY -m srserve.cli --log-level WARNING compare --models bicubic,srresnet_x4,srgan_x4 \
-    --dataset Set14 --image $img --scale 4 --weights runs/gpu --device "$DEVICE" \
-    --out runs/gpu/figures/srgan_x4_set14_$img.png >> "$OUT/summary.txt" 2>&1
-done
-log "figures done"
+if has e2e && [ -x .gpu/bin/redis-server ]; then  # 3. end to end, 256² inputs at x4, batching on vs off
+  .gpu/bin/redis-server --port 6399 --save '' --appendonly no --daemonize yes --logfile /tmp/redis.log
+  REDIS_URL=redis://127.0.0.1:6399/0 step $reserve_e2e $PY -m srserve.cli bench e2e \
+    --device "$DEVICE" --clients "${E2E_CLIENTS:-1,64}" --model "${E2E_MODEL:-edsr_baseline_x4}" --size 256 --scale 4 \
+    --jobs "${E2E_JOBS:-256}" --out runs/gpu/bench --tag "$DEVICE-e2e" 2>&1 | grep -v WARNING | tail -12 \
+    | tee -a "$OUT/summary.txt"
+  log "e2e done"
+fi
+
+if has train; then  # 4. train: the budget is what the deadline leaves after the final evaluations (~50 s),
+  # the figures and the packing
+  BUDGET=${BUDGET:-$(( DEADLINE - ($(date +%s) - start) - 110 ))}
+  log "training budget ${BUDGET} s"
+  if (( BUDGET >= 60 )); then
+    BUDGET=$BUDGET PYTHON=$PY step 50 bash scripts/train_zoo.sh "${ZOO:-gpu-deep}" runs/gpu 2>&1 | tee -a "$OUT/summary.txt"
+  fi
+  log "training done"
+fi
+
+if has figures && [ -f runs/gpu/srgan_x4.json ]; then  # 5. SRGAN texture figure: bicubic / SRResNet / SRGAN / HR
+  mkdir -p runs/gpu/figures
+  for img in img_001 img_003; do
+    step 25 $PY -m srserve.cli --log-level WARNING compare --models bicubic,srresnet_x4,srgan_x4 \
+      --dataset Set14 --image $img --scale 4 --weights runs/gpu --device "$DEVICE" \
+      --out runs/gpu/figures/srgan_x4_set14_$img.png >> "$OUT/summary.txt" 2>&1
+  done
+  log "figures done"
+fi
 
 grep -h -E "FAILED|done|Set5" runs/gpu/logs/*.log 2>/dev/null | tail -40 >> "$OUT/summary.txt"
 cat runs/gpu/bench/*.md >> "$OUT/summary.txt" 2>/dev/null

@@ -25,6 +25,8 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     e.add_argument("--model", default="bicubic")
     e.add_argument("--size", type=int, default=64)
     e.add_argument("--jobs", type=int, default=200, help="jobs per case")
+    e.add_argument("--scale", type=int, default=2)
+    e.add_argument("--device", default="cpu", help="the worker's device: cpu, cuda")
     e.add_argument("--out", type=Path, default=Path("bench/results"))
     e.add_argument("--tag", default="e2e")
     e.set_defaults(handler=_e2e)
