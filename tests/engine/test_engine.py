@@ -3,7 +3,6 @@ different sizes and models interleaved through one device thread, OOM back-off, 
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Iterator
 
 import numpy as np
@@ -14,6 +13,7 @@ from model_store.card import Catalog, ModelCard
 from model_store.metrics import psnr
 from model_store.registry import SRDescriptor, load_descriptor
 from model_store.tiling import plan_tiles
+from tests.engine.concurrent_jobs import upscale_concurrently
 from worker.engine import BatchPolicy, EngineConfig, InferenceEngine, JobCanceled, OutOfMemory
 
 CATALOG = Catalog.load()
@@ -103,18 +103,7 @@ def test_interleaved_jobs_of_different_models_and_sizes(any_engine: InferenceEng
     cards = [CATALOG.resolve("bicubic", 2), *(c for c in CONV_CARDS if c.name != "bicubic")][:3]
     descs = [load_descriptor(c, c.scales[0], catalog=CATALOG) for c in cards]
     jobs = [(descs[i % len(descs)], _image(30 + 7 * i, 40 + 5 * i, seed=i)) for i in range(9)]
-    results: dict[int, tuple[np.ndarray, int]] = {}
-
-    def run(i: int) -> None:
-        desc, img = jobs[i]
-        out, stats = engine.upscale(desc, img)
-        results[i] = (out, stats.max_batch)
-
-    threads = [threading.Thread(target=run, args=(i,)) for i in range(len(jobs))]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(timeout=120)
+    results = upscale_concurrently(engine, jobs)
     assert len(results) == len(jobs)
     for i, (desc, img) in enumerate(jobs):
         out, _ = results[i]
@@ -139,21 +128,15 @@ def test_bucketed_batches_pad_with_tiles_that_never_reach_a_job(caplog: pytest.L
     eng = InferenceEngine(
         EngineConfig(tile_size=48, default_policy=BatchPolicy(8, 0.02), bucket_batches=True), metrics
     ).start()
-    jobs = [_image(50 + 9 * i, 60 + 4 * i, seed=i) for i in range(5)]
-    results: dict[int, np.ndarray] = {}
+    jobs = [(desc, _image(50 + 9 * i, 60 + 4 * i, seed=i)) for i in range(5)]
     caplog.set_level("INFO", logger="worker.engine")
     try:
-        threads = [threading.Thread(target=lambda i=i: results.__setitem__(i, eng.upscale(desc, jobs[i])[0]))
-                   for i in range(len(jobs))]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join(timeout=120)
+        results = upscale_concurrently(eng, jobs)
     finally:
         eng.stop()
     assert len(results) == len(jobs)
-    for i, img in enumerate(jobs):
-        assert psnr(results[i], _untiled(desc, img), peak=1.0) >= 60.0, f"job {i} got a padding tile?"
+    for i, (_, img) in enumerate(jobs):
+        assert psnr(results[i][0], _untiled(desc, img), peak=1.0) >= 60.0, f"job {i} got a padding tile?"
     assert metrics.padding_tiles.labels(desc.name)._value.get() > 0, "no batch was ever padded"
     assert any("warmed" in r.message for r in caplog.records), "the standard tile shape was never warmed up"
 

@@ -11,6 +11,7 @@ import torch
 from model_store.card import Catalog
 from model_store.metrics import psnr
 from model_store.registry import load_descriptor
+from tests.engine.concurrent_jobs import upscale_concurrently
 from worker.engine import BatchPolicy, EngineConfig, InferenceEngine
 
 pytestmark = pytest.mark.gpu
@@ -56,24 +57,16 @@ def test_real_cuda_oom_backs_off() -> None:
 def test_interleaved_jobs_through_pinned_staging_on_cuda() -> None:
     """Several jobs of different models and sizes at once: padded batches, three batches in flight on
     reused page-locked buffers; every job must get exactly its own tiles back."""
-    import threading
-
     descs = [load_descriptor(c, c.scales[0], catalog=CATALOG, device="cuda") for c in CONV[:4]]
     jobs = [(descs[i % len(descs)], np.random.default_rng(i).random((90 + 13 * i, 120 + 7 * i, 3), dtype=np.float32))
             for i in range(12)]
     eng = InferenceEngine(EngineConfig(device="cuda", tile_size=64, half_precision="off",
                                        default_policy=BatchPolicy(8, 0.01))).start()
-    results: dict[int, np.ndarray] = {}
     try:
-        threads = [threading.Thread(target=lambda i=i: results.__setitem__(i, eng.upscale(*jobs[i])[0]))
-                   for i in range(len(jobs))]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join(timeout=120)
+        results = upscale_concurrently(eng, jobs)
     finally:
         eng.stop()
     assert len(results) == len(jobs)
     for i, (desc, img) in enumerate(jobs):
         ref = desc(torch.from_numpy(img).permute(2, 0, 1)[None].cuda())[0].permute(1, 2, 0).cpu().numpy()
-        assert psnr(results[i], ref, peak=1.0) >= 60.0, f"job {i} ({desc.name}) got another job's tiles"
+        assert psnr(results[i][0], ref, peak=1.0) >= 60.0, f"job {i} ({desc.name}) got another job's tiles"
