@@ -8,6 +8,12 @@ thread forms batches per key with a maximum batch size and a maximum queue delay
 arrived. Results are stitched on the host into the job's output, so images far larger than device
 memory work. Decode/encode/metrics run in the job threads, overlapped with device compute.
 
+On CUDA three more things keep the device busy (first H200 run, bench/results/README.md): batch sizes
+are padded to powers of two and each is warmed up once per model, because cuDNN autotunes every new
+input shape; batches go through reused page-locked staging buffers, never fresh pageable tensors; and
+up to `pipeline_depth` batches are in flight, each copied out and stitched on a completion thread
+while the device thread launches the next.
+
 Out-of-memory is not a failure: the batch is halved (and the key's batch limit lowered), and when a
 single tile does not fit the job re-plans with half the tile side, down to `min_tile`.
 """
