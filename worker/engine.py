@@ -81,6 +81,9 @@ class EngineConfig:
     # completion threads, so the device never waits for the host. 0: stitch inline on the device
     # thread (nothing to overlap on CPU). None: 3 on CUDA, 0 elsewhere.
     pipeline_depth: int | None = None
+    # Copy batches in and out through the reused per-slot host buffers (page-locked on CUDA). None: on
+    # CUDA only; on CPU the tests switch it on to exercise the slot handling that CUDA relies on.
+    staging: bool | None = None
 
     def policy(self, model: str) -> BatchPolicy:
         return self.policies.get(model, self.default_policy)
@@ -152,6 +155,7 @@ class InferenceEngine:
         # pageable array per batch costs a page fault per 4 KiB on every copy out (at x4 a batch of 32
         # 256² tiles is 400 MB of float32), and only page-locked memory copies at full bus speed.
         self._staging: dict[tuple[str, int], torch.Tensor] = {}
+        self._use_staging = config.staging if config.staging is not None else self.device.type == "cuda"
         self._warmed: set[_Key] = set()
         depth = config.pipeline_depth if config.pipeline_depth is not None else 3 * (self.device.type == "cuda")
         self._free_slots: queue.SimpleQueue[int] = queue.SimpleQueue()
@@ -375,7 +379,7 @@ class InferenceEngine:
         buf = self._staging.get((role, slot))
         if buf is None or buf.numel() < numel:
             self._staging.pop((role, slot), None)  # free the old one first: page-locked memory is scarce
-            buf = torch.empty(numel, dtype=torch.float32, pin_memory=True)
+            buf = torch.empty(numel, dtype=torch.float32, pin_memory=self.device.type == "cuda")
             self._staging[(role, slot)] = buf
         return buf[:numel].view(shape)
 
@@ -383,8 +387,8 @@ class InferenceEngine:
         self, descriptor: SRDescriptor, batch: list[_TileRequest], slot: int
     ) -> tuple[np.ndarray, torch.cuda.Event | None]:
         """Launch the batch; returns its (n, h*s, w*s, 3) float32 outputs and, on CUDA, the event after
-        which they are on the host. On CUDA the array is a view of the slot's staging buffer: valid
-        until the slot is handed out again, so it is stitched before the slot is freed."""
+        which they are on the host. With staging the array is a view of the slot's buffer: valid until
+        the slot is handed out again, so it is stitched before the slot is freed."""
         n = len(batch)
         th, tw = batch[0].pixels.shape[:2]
         padded = self.padded_batch_size(n, self._limit((descriptor.name, descriptor.scale, th, tw)))
@@ -402,7 +406,7 @@ class InferenceEngine:
         if self.metrics and padded > n:
             self.metrics.padding_tiles.labels(descriptor.name).inc(padded - n)
         tiles = [r.pixels for r in batch] + [batch[-1].pixels] * (padded - n)
-        if cuda:
+        if self._use_staging:
             host = self._host_buffer("in", slot, (padded, th, tw, 3))
             np.stack(tiles, out=host.numpy())
         else:
@@ -412,11 +416,12 @@ class InferenceEngine:
             with torch.inference_mode():
                 y = descriptor(x, dtype=dtype).permute(0, 2, 3, 1)
                 ready = None
-                if cuda:
+                if self._use_staging:
                     out = self._host_buffer("out", slot, tuple(y.shape))
-                    out.copy_(y, non_blocking=True)
-                    ready = torch.cuda.Event()
-                    ready.record(torch.cuda.current_stream(self.device))
+                    out.copy_(y, non_blocking=cuda)
+                    if cuda:
+                        ready = torch.cuda.Event()
+                        ready.record(torch.cuda.current_stream(self.device))
                 else:
                     out = y.contiguous()
         except torch.cuda.OutOfMemoryError as exc:

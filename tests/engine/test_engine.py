@@ -41,8 +41,12 @@ def engine() -> Iterator[InferenceEngine]:
     eng.stop()
 
 
-# the CUDA arrangement on CPU: padded batches and batches stitched on completion threads, two in flight
-PIPELINED = EngineConfig(tile_size=48, default_policy=BatchPolicy(8, 0.01), bucket_batches=True, pipeline_depth=2)
+# the CUDA arrangement on CPU: padded batches through reused per-slot staging buffers, stitched on
+# a completion thread while the next batch computes (one slot: handed out before its batch is stitched,
+# it would mix jobs up)
+PIPELINED = EngineConfig(
+    tile_size=48, default_policy=BatchPolicy(8, 0.01), bucket_batches=True, pipeline_depth=1, staging=True
+)
 
 
 @pytest.fixture(params=["inline", "pipelined"])
@@ -148,7 +152,7 @@ def test_out_of_memory_halves_batch_then_tile(pipeline_depth: int) -> None:
     # a budget that fits one 32x32 tile but not one 64x64 tile, nor a batch of two 32s
     one_32 = 32 * 32 * 4 * (3 * 4 + 128)
     eng = InferenceEngine(EngineConfig(tile_size=64, min_tile=16, memory_budget_bytes=one_32 + 1,
-                                       pipeline_depth=pipeline_depth)).start()
+                                       pipeline_depth=pipeline_depth, staging=pipeline_depth > 0)).start()
     try:
         out, stats = eng.upscale(desc, img)
     finally:
