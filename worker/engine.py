@@ -22,13 +22,13 @@ from __future__ import annotations
 
 import logging
 import math
-import queue
 import threading
 import time
 from collections import deque
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from queue import SimpleQueue
 
 import numpy as np
 import torch
@@ -76,9 +76,9 @@ class EngineConfig:
     # tile shape only ever runs at a handful of batch sizes: cuDNN autotunes each new input shape
     # (tens of ms), which with free batch sizes 1..N never stops. None: on CUDA only.
     bucket_batches: bool | None = None
-    # Batches in flight between launch and stitching, each with its own page-locked staging buffers:
-    # while one batch computes, earlier ones copy out and are stitched into their jobs on as many
-    # completion threads, so the device never waits for the host. 0: stitch inline on the device
+    # Batches in flight between launch and stitching, each in its own staging slot: while one batch
+    # computes, earlier ones copy out and are stitched into their jobs on as many completion threads,
+    # so the device never waits for the host. 0: stitch inline on the device
     # thread (nothing to overlap on CPU). None: 3 on CUDA, 0 elsewhere.
     pipeline_depth: int | None = None
     # Copy batches in and out through the reused per-slot host buffers (page-locked on CUDA). None: on
@@ -158,7 +158,7 @@ class InferenceEngine:
         self._use_staging = config.staging if config.staging is not None else self.device.type == "cuda"
         self._warmed: set[_Key] = set()
         depth = config.pipeline_depth if config.pipeline_depth is not None else 3 * (self.device.type == "cuda")
-        self._free_slots: queue.SimpleQueue[int] = queue.SimpleQueue()
+        self._free_slots: SimpleQueue[int] = SimpleQueue()
         for slot in range(max(1, depth)):
             self._free_slots.put(slot)
         self._completions = ThreadPoolExecutor(depth, thread_name_prefix="srserve-stitch") if depth else None
@@ -423,13 +423,12 @@ class InferenceEngine:
                         ready = torch.cuda.Event()
                         ready.record(torch.cuda.current_stream(self.device))
                 else:
-                    out = y.contiguous()
+                    out = y.contiguous().cpu()  # a no-op on CPU; a plain synchronous copy on CUDA
         except torch.cuda.OutOfMemoryError as exc:
             torch.cuda.synchronize(self.device)  # no copy may still read the staging buffer on retry
             torch.cuda.empty_cache()
             raise _TileOOM() from exc
         return out.numpy()[:n], ready
-
 
     def _warm_up(self, descriptor: SRDescriptor, th: int, tw: int, limit: int, dtype: torch.dtype | None) -> None:
         """Run the standard tile shape once at every bucketed batch size, so cuDNN's autotuning (per

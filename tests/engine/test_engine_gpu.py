@@ -54,14 +54,15 @@ def test_real_cuda_oom_backs_off() -> None:
     assert stats.oom_backoffs >= 1
 
 
-def test_interleaved_jobs_through_pinned_staging_on_cuda() -> None:
-    """Several jobs of different models and sizes at once: padded batches, three batches in flight on
-    reused page-locked buffers; every job must get exactly its own tiles back."""
+@pytest.mark.parametrize(("staging", "depth"), [(True, 3), (False, 0)], ids=["staged-pipelined", "plain"])
+def test_interleaved_jobs_on_cuda(staging: bool, depth: int) -> None:
+    """Several jobs of different models and sizes at once, through reused page-locked buffers with three
+    batches in flight, and without either; every job must get exactly its own tiles back."""
     descs = [load_descriptor(c, c.scales[0], catalog=CATALOG, device="cuda") for c in CONV[:4]]
     jobs = [(descs[i % len(descs)], np.random.default_rng(i).random((90 + 13 * i, 120 + 7 * i, 3), dtype=np.float32))
             for i in range(12)]
-    eng = InferenceEngine(EngineConfig(device="cuda", tile_size=64, half_precision="off",
-                                       default_policy=BatchPolicy(8, 0.01))).start()
+    eng = InferenceEngine(EngineConfig(device="cuda", tile_size=64, half_precision="off", staging=staging,
+                                       pipeline_depth=depth, default_policy=BatchPolicy(8, 0.01))).start()
     try:
         results = upscale_concurrently(eng, jobs)
     finally:
