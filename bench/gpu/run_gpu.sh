@@ -11,7 +11,9 @@
 # Here: cat results.tgz.part-* | tar xz
 #       python -m model_store.complete_cards runs/gpu        (measures BSD100, which stayed here)
 #       python -m model_store.install_weights runs/gpu       (copies a model only where it measures better)
-#       python -m model_store.results_table; copy runs/gpu/figures/*.png to docs/figures/; commit.
+#       python -m model_store.results_table; copy runs/gpu/figures/*.png to docs/figures/ and
+#       runs/gpu/bench/*.{json,md} to bench/results/ (named after the GPU); commit.
+# PHASES picks what runs (default "tests bench e2e train figures"), e.g. PHASES="tests bench" bash ...
 # Dry run without a GPU (checks the plumbing, minutes): DEVICE=cpu BUDGET=20 EVAL_SETS=Set5 DEADLINE=900 \
 #   BENCH_MODELS=fsrcnn_x4 BENCH_SIZES=64 E2E_JOBS=16 E2E_MODEL=fsrcnn_x4 ZOO=gpu-small OUT=/tmp/out \
 #   PYTHON=.venv/bin/python bash bench/gpu/run_gpu.sh
