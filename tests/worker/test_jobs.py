@@ -168,3 +168,17 @@ def test_cpu_engine_batches_one_tile_unless_configured(tmp_path: Path) -> None:
     finally:
         auto.stop()
         set_by_hand.stop()
+
+
+def test_bucketing_and_pipelining_settings_reach_the_engine(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    auto = build_engine(WorkerSettings(blob_dir=tmp_path, device="cpu"), "cpu", None)
+    monkeypatch.setenv("SRSERVE_BUCKET_BATCHES", "on")
+    monkeypatch.setenv("SRSERVE_PIPELINE_DEPTH", "2")
+    set_by_env = build_engine(WorkerSettings(blob_dir=tmp_path, device="cpu"), "cpu", None)
+    try:
+        # auto on CPU: neither (both are for CUDA)
+        assert auto.padded_batch_size(3, 8) == 3 and auto.config.pipeline_depth is None
+        assert set_by_env.padded_batch_size(3, 8) == 4 and set_by_env.config.pipeline_depth == 2
+    finally:
+        auto.stop()
+        set_by_env.stop()
