@@ -23,11 +23,10 @@ from typing import Any
 import numpy as np
 import torch
 
-from model_store.card import Catalog
+from bench import served_catalog
 from model_store.evaluate import first_image_uint8, uint8_to_batch
 from model_store.metrics import quality_y
 from model_store.registry import SRDescriptor, load_descriptor
-from srserve.config import CommonSettings
 from srserve.imaging import load_rgb_uint8
 
 log = logging.getLogger(__name__)
@@ -83,7 +82,7 @@ def run(args: argparse.Namespace) -> int:
     torch.set_num_threads(1)
     cv2.setNumThreads(1)
     data = Path(args.anchors).resolve().parents[1] / "data"
-    catalog = Catalog.load(CommonSettings().models_dir)  # SRSERVE_MODELS_DIR, as the worker reads it
+    catalog = served_catalog()
     rows: list[dict[str, object]] = []
     for dataset, scale in CASES:
         pairs = eval_pairs(data, dataset, scale)

@@ -27,13 +27,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from bench import served_catalog
 from bench.anchor_bench import best_of_interleaved, eval_pairs, our_pass
 from model_store import fast_resize, subpixel
 from model_store.card import Catalog
 from model_store.cpu_inference import NHWCPixelShuffle
 from model_store.data import data_root
 from model_store.registry import SRDescriptor, load_descriptor
-from srserve.config import CommonSettings
 
 log = logging.getLogger(__name__)
 
@@ -68,7 +68,7 @@ def _on_previous_path(run_set: Callable[[], list[np.ndarray]]) -> list[np.ndarra
 
 def run(args: argparse.Namespace) -> int:
     torch.set_num_threads(1)
-    catalog = Catalog.load(CommonSettings().models_dir)  # SRSERVE_MODELS_DIR, as the worker reads it
+    catalog = served_catalog()
     rows = []
     for name, dataset, scale in CASES:
         lrs = [lr for lr, _ in eval_pairs(data_root(), dataset, scale)]

@@ -30,10 +30,10 @@ import numpy as np
 import torch
 from PIL import Image
 
-from model_store.card import Catalog, ModelCard
+from bench import served_catalog
+from model_store.card import ModelCard
 from model_store.registry import SRDescriptor, load_descriptor
 from srserve import imaging
-from srserve.config import CommonSettings
 from worker.engine import BatchPolicy, EngineConfig, InferenceEngine
 from worker.jobs import default_torch_threads, engine_defaults
 
@@ -268,7 +268,7 @@ def run(
         if device_name == "auto" and torch.cuda.is_available()
         else ("cpu" if device_name == "auto" else device_name)
     )
-    catalog = Catalog.load(CommonSettings().models_dir)  # SRSERVE_MODELS_DIR, as the worker reads it
+    catalog = served_catalog()
     cases: list[Case] = []
     gpu = device.type == "cuda"
     torch.set_num_threads(default_torch_threads())  # what a worker on this machine uses, for every mode

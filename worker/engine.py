@@ -317,7 +317,7 @@ class InferenceEngine:
         slot = self._free_slots.get()  # blocks while `pipeline_depth` batches are still in flight
         try:
             t0 = time.perf_counter()
-            out, ready = self._forward(descriptor, batch, slot)
+            out, ready = self._forward(descriptor, key, batch, slot)
         except _TileOOM:
             self._free_slots.put(slot)
             if self.metrics:
@@ -384,14 +384,15 @@ class InferenceEngine:
         return buf[:numel].view(shape)
 
     def _forward(
-        self, descriptor: SRDescriptor, batch: list[_TileRequest], slot: int
+        self, descriptor: SRDescriptor, key: _Key, batch: list[_TileRequest], slot: int
     ) -> tuple[np.ndarray, torch.cuda.Event | None]:
         """Launch the batch; returns its (n, h*s, w*s, 3) float32 outputs and, on CUDA, the event after
         which they are on the host. With staging the array is a view of the slot's buffer: valid until
         the slot is handed out again, so it is stitched before the slot is freed."""
         n = len(batch)
-        th, tw = batch[0].pixels.shape[:2]
-        padded = self.padded_batch_size(n, self._limit((descriptor.name, descriptor.scale, th, tw)))
+        th, tw = key[2], key[3]
+        limit = self._limit(key)
+        padded = self.padded_batch_size(n, limit)
         budget = self.config.memory_budget_bytes
         if budget and _activation_bytes(descriptor, padded, th, tw) > budget:
             raise _TileOOM()
@@ -399,10 +400,9 @@ class InferenceEngine:
         dtype = None
         if cuda and self.config.half_precision == "auto" and descriptor.supports_half:
             dtype = torch.bfloat16
-        key = (descriptor.name, descriptor.scale, th, tw)
         if self._bucket and key not in self._warmed and th == tw == self.tile_side(descriptor, self.config.tile_size):
             self._warmed.add(key)
-            self._warm_up(descriptor, th, tw, self._limit(key), dtype)
+            self._warm_up(descriptor, th, tw, limit, dtype)
         if self.metrics and padded > n:
             self.metrics.padding_tiles.labels(descriptor.name).inc(padded - n)
         tiles = [r.pixels for r in batch] + [batch[-1].pixels] * (padded - n)
