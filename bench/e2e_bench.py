@@ -31,6 +31,8 @@ import numpy as np
 from PIL import Image
 from redis import Redis
 
+from bench import exit_on_sigterm
+
 log = logging.getLogger(__name__)
 REPO = Path(__file__).resolve().parents[1]
 
@@ -245,6 +247,7 @@ def noop() -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    exit_on_sigterm()
     redis_url = _redis_url()
     rows = [run_simpleworker_noop(redis_url, args.jobs)]
     for clients in [int(c) for c in args.clients.split(",")]:

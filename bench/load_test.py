@@ -40,6 +40,8 @@ import numpy as np
 import psutil
 from PIL import Image
 
+from bench import exit_on_sigterm
+
 log = logging.getLogger("load_test")
 REPO = Path(__file__).resolve().parents[1]
 SIZES = [(32, 32), (64, 48), (96, 96), (160, 120)]
@@ -302,6 +304,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     logging.getLogger("httpx").setLevel(logging.WARNING)
 
+    exit_on_sigterm()
     spawned = Spawned(args.workers, args.jobs_in_flight) if args.spawn else None
     try:
         if spawned:

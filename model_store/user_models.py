@@ -274,7 +274,9 @@ def _detect_srresnet(state: dict[str, torch.Tensor], scale: int | None) -> Detec
     convs = [k for k in state if re.fullmatch(r"upsample\.\d+\.weight", k) and state[k].dim() == 4]
     found = _pow2_or_3(len(convs), state["upsample.0.weight"].shape[0], num_feat)
     num_block = _count(state, r"body\.(\d+)\.body\.0\.weight")
-    args: dict[str, int | float | str | bool | list[int]] = {"num_feat": num_feat, "num_block": num_block}
+    args: dict[str, int | float | str | bool | list[int]] = {
+        "num_feat": num_feat, "num_block": num_block, "mean_shift": "mean" in state,
+    }
     return Detection("srresnet", [found], args, state, f"SRResNet, {num_block} blocks x {num_feat} channels")
 
 

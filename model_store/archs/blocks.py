@@ -5,6 +5,10 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+# DIV2K RGB mean, as in the EDSR and SwinIR authors' code (std taken as 1): the fixed input/output shift of
+# the RGB networks
+DIV2K_RGB_MEAN: tuple[float, float, float] = (0.4488, 0.4371, 0.4040)
+
 
 class ResBlock(nn.Module):
     """conv3x3 - ReLU - conv3x3 plus the identity; `res_scale` scales the residual (EDSR: 1.0 for the

@@ -17,11 +17,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from model_store.archs.blocks import ResBlock
+from model_store.archs.blocks import DIV2K_RGB_MEAN, ResBlock
 from model_store.registry import register_arch
-
-# DIV2K RGB mean, as in the paper's code; std is taken as 1.
-DIV2K_RGB_MEAN: tuple[float, float, float] = (0.4488, 0.4371, 0.4040)
 
 
 class MeanShift(nn.Module):

@@ -25,9 +25,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from model_store.archs.blocks import DIV2K_RGB_MEAN
 from model_store.registry import register_arch
 
-DIV2K_RGB_MEAN: tuple[float, float, float] = (0.4488, 0.4371, 0.4040)
 TILE_OVERLAP_LR = 32  # generous: two windows of context on each side
 
 

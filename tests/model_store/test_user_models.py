@@ -212,6 +212,14 @@ def test_own_architectures_are_detected(arch: str, scale: int) -> None:
     assert (det.arch, det.scales) == (arch, [scale])
 
 
+@pytest.mark.parametrize("mean_shift", [True, False])
+def test_srresnet_mean_shift_is_recovered(mean_shift: bool) -> None:
+    # the two variants differ only by the saved `mean` buffer; loading one as the other would shift colours
+    net = create_model("srresnet", scale=4, num_feat=16, num_block=2, mean_shift=mean_shift)
+    det = detect(dict(net.state_dict()))
+    assert det.arch_args == {"num_feat": 16, "num_block": 2, "mean_shift": mean_shift}
+
+
 def test_scale_free_weights_need_scale(tmp_path: Path) -> None:
     state = dict(create_model("fsrcnn", scale=3).state_dict())
     with pytest.raises(UserModelError, match="pass --scale"):

@@ -10,6 +10,7 @@ import pytest
 import torch
 from torch import nn
 
+from model_store.archs.blocks import DIV2K_RGB_MEAN
 from model_store.archs.srresnet import SRGANDiscriminator
 from model_store.archs.swinir import SwinIR, WindowAttention, _shift_mask, window_partition
 from model_store.registry import count_params, create_model
@@ -110,6 +111,21 @@ def test_receptive_field_bounds_context(arch: str) -> None:
     col = 2 * (rf + 6)  # output columns of LR column rf + 6
     torch.testing.assert_close(y[..., : col + 2], y2[..., : col + 2], atol=1e-6, rtol=0)
     assert not torch.allclose(y, y2)
+
+
+def test_srresnet_mean_shift_starts_from_the_mean_image() -> None:
+    # the untrained network predicts ~flat mean grey (|error| ~0.05), not unit-scale noise (~0.7 without the
+    # shift), which is what made short SRResNet runs end below bicubic
+    torch.manual_seed(0)
+    x = torch.rand(1, 3, 24, 24)
+    mean = torch.tensor(DIV2K_RGB_MEAN).view(1, 3, 1, 1)
+    errors = {}
+    for shift in (True, False):
+        torch.manual_seed(1)
+        model = create_model("srresnet", scale=2, num_block=2, mean_shift=shift).eval()
+        with torch.no_grad():
+            errors[shift] = float((model(x) - mean).abs().mean())
+    assert errors[True] < 0.1 < 0.5 < errors[False]
 
 
 def test_srgan_discriminator_any_patch_size() -> None:
