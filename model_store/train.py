@@ -160,7 +160,9 @@ def load_init_weights(weights: Path, arch: str, arch_args: dict[str, int | float
     if not card_file.is_file():
         raise ValueError(f"--init {weights}: no model card {card_file.name} beside it")
     card = ModelCard.model_validate_json(card_file.read_text())
-    if card.architecture != arch or card.arch_args != arch_args or scale not in card.scales:
+    # a card written before an argument existed has its default: compare with defaults filled in
+    card_args = full_arch_args(arch_spec(arch).factory, card.arch_args) if card.architecture == arch else card.arch_args
+    if card.architecture != arch or card_args != arch_args or scale not in card.scales:
         raise ValueError(f"--init {weights}: card is {card.architecture} x{card.scales} {card.arch_args}, "
                          f"not {arch} x{scale} {arch_args}")
     if card.weights_sha256 is not None and sha256_file(weights) != card.weights_sha256:

@@ -115,3 +115,15 @@ def test_init_starts_from_trained_weights_and_counts_their_training(tiny_data: P
     weights.write_bytes(weights.read_bytes()[:-4] + b"\0\0\0\0")
     with pytest.raises(ValueError, match="sha256"):
         Trainer(_config(tiny_data, tmp_path / "c", init=weights))
+
+
+def test_init_accepts_cards_written_before_an_argument_existed(tiny_data: Path, tmp_path: Path) -> None:
+    # the shipped ESPCN cards predate `residual`: their weights are the default (residual=False) model
+    shipped = Path(__file__).resolve().parents[2] / "model_store" / "weights"
+    card = ModelCard.model_validate_json((shipped / "espcn_x3.json").read_text())
+    assert "residual" not in card.arch_args
+    base = dict(arch="espcn", scale=3, arch_args={}, init=shipped / "espcn_x3.safetensors", patch=48)
+    trainer = Trainer(_config(tiny_data, tmp_path / "a", **base))
+    assert trainer.arch_args["residual"] is False
+    with pytest.raises(ValueError, match=r"--init .*card is espcn"):
+        Trainer(_config(tiny_data, tmp_path / "b", **{**base, "arch_args": {"residual": True}}))
