@@ -150,16 +150,21 @@ class PriorTraining:
         return cls(int(steps), float(seconds), str(note))
 
 
+def init_card(weights: Path) -> ModelCard:
+    """The model card beside `--init` weights."""
+    card_file = weights.with_suffix(".json")
+    if not card_file.is_file():
+        raise ValueError(f"--init {weights}: no model card {card_file.name} beside it")
+    return ModelCard.model_validate_json(card_file.read_text())
+
+
 def load_init_weights(weights: Path, arch: str, arch_args: dict[str, int | float | str | bool], scale: int
                       ) -> tuple[dict[str, torch.Tensor], PriorTraining]:
     """The state dict of shipped/trained weights to start a new schedule from, checked against their
     card (same architecture, arguments and scale; sha256 as recorded), and the training behind them."""
     from safetensors.torch import load_file
 
-    card_file = weights.with_suffix(".json")
-    if not card_file.is_file():
-        raise ValueError(f"--init {weights}: no model card {card_file.name} beside it")
-    card = ModelCard.model_validate_json(card_file.read_text())
+    card = init_card(weights)
     # a card written before an argument existed has its default: compare with defaults filled in
     card_args = full_arch_args(arch_spec(arch).factory, card.arch_args) if card.architecture == arch else card.arch_args
     if card.architecture != arch or card_args != arch_args or scale not in card.scales:
@@ -335,7 +340,11 @@ class Trainer(TrainingRun):
         self.device = resolve_device(cfg.device)
         self.channels = spec.channels
         torch.manual_seed(cfg.seed)
-        self.arch_args = full_arch_args(spec.factory, cfg.arch_args)
+        given = cfg.arch_args
+        if cfg.init is not None and not given:  # continue the weights' own architecture (e.g. a residual ESPCN)
+            card = init_card(cfg.init)
+            given = card.arch_args if card.architecture == cfg.arch else {}
+        self.arch_args = full_arch_args(spec.factory, given)
         self.module: nn.Module = spec.factory(scale=cfg.scale, **self.arch_args).to(self.device)
         self.multi_scale = bool(getattr(self.module, "multi_scale", False))
         self.scales = list(self.module.supported_scales) if self.multi_scale else [cfg.scale]

@@ -63,7 +63,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--init",
         type=Path,
         help="start a new schedule from these trained weights (e.g. model_store/weights/fsrcnn_x2.safetensors; "
-        "its card beside it must match the architecture, arguments and scale)",
+        "its card beside it must match the architecture and scale; without --arch-arg the card's arguments are used)",
     )
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1 ...")
     p.add_argument("--seed", type=int, default=0)

@@ -127,3 +127,12 @@ def test_init_accepts_cards_written_before_an_argument_existed(tiny_data: Path, 
     assert trainer.arch_args["residual"] is False
     with pytest.raises(ValueError, match=r"--init .*card is espcn"):
         Trainer(_config(tiny_data, tmp_path / "b", **{**base, "arch_args": {"residual": True}}))
+
+
+def test_init_without_arch_args_continues_the_weights_architecture(tiny_data: Path, tmp_path: Path) -> None:
+    first = Trainer(_config(tiny_data, tmp_path / "a", iters=2, eval_every=0))
+    first.fit()
+    first.finish()
+    # no arch_args given: the card's (TINY, not the constructor defaults) are used
+    second = Trainer(_config(tiny_data, tmp_path / "b", arch_args={}, init=tmp_path / "a" / "fsrcnn_x2.safetensors"))
+    assert second.arch_args == TINY
