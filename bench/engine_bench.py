@@ -14,6 +14,7 @@ Writes JSON and a markdown table (with the machine's description) under bench/re
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import logging
@@ -202,8 +203,11 @@ def bench_engine(
     jobs_in_flight: int,
     with_codec: bool,
     fit_tiles: bool = False,
+    profile_to: Path | None = None,
 ) -> Case:
-    """Run len(imgs) jobs through the engine with `jobs_in_flight` concurrent job threads."""
+    """Run len(imgs) jobs through the engine with `jobs_in_flight` concurrent job threads. With
+    `profile_to`, the timed part runs under torch.profiler and its table is written there (the timings
+    of such a pass carry the profiler's overhead: report the unprofiled pass)."""
     engine = InferenceEngine(
         EngineConfig(device=str(device), tile_size=tile, default_policy=BatchPolicy(max_batch, 0.004),
                      fit_tiles=fit_tiles)
@@ -228,13 +232,17 @@ def bench_engine(
         one(0)  # warm-up: cuDNN autotuning for this tile shape
         _sync(device)
         _reset_peak(device)
+        profiler = _engine_profiler(device) if profile_to else contextlib.nullcontext()
         t0 = time.perf_counter()
-        with ThreadPoolExecutor(jobs_in_flight) as pool:
-            latencies = list(pool.map(one, range(len(imgs))))
-        _sync(device)
+        with profiler:
+            with ThreadPoolExecutor(jobs_in_flight) as pool:
+                latencies = list(pool.map(one, range(len(imgs))))
+            _sync(device)
         total = time.perf_counter() - t0
     finally:
         engine.stop()
+    if profile_to is not None:
+        _write_profile(profiler, device, total, profile_to)
     out_px = sum(i.shape[0] * i.shape[1] for i in imgs) * desc.scale**2
     return Case(
         desc.name,
@@ -254,6 +262,31 @@ def bench_engine(
     )
 
 
+def _engine_profiler(device: torch.device) -> torch.profiler.profile:
+    activities = [torch.profiler.ProfilerActivity.CPU]
+    if device.type == "cuda":
+        activities.append(torch.profiler.ProfilerActivity.CUDA)
+    try:  # the engine's device and completion threads, not only this one
+        config = torch._C._profiler._ExperimentalConfig(profile_all_threads=True)
+    except TypeError:  # older torch: the calling thread (and the device's kernels) only
+        return torch.profiler.profile(activities=activities)
+    return torch.profiler.profile(activities=activities, experimental_config=config)
+
+
+def _write_profile(prof: torch.profiler.profile, device: torch.device, wall_s: float, path: Path) -> None:
+    """The op table of a profiled engine pass, with how busy the device was: where an engine below the
+    pure forward loses its time (kernels vs gaps between them vs host-side work)."""
+    events = prof.key_averages()
+    head = [f"engine-infer pass under torch.profiler: {wall_s:.3f} s wall on {device.type}"]
+    if device.type == "cuda":
+        kernel_s = sum(e.self_device_time_total for e in events) / 1e6
+        head.append(f"device busy (sum of kernel and copy time / wall): {kernel_s:.3f} s, {kernel_s / wall_s:.0%}")
+    sort = "self_cuda_time_total" if device.type == "cuda" else "self_cpu_time_total"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("\n".join(head) + "\n\n" + events.table(sort_by=sort, row_limit=40) + "\n")
+    log.info("profile written to %s", path)
+
+
 def run(
     models: list[str],
     sizes: list[str],
@@ -262,6 +295,7 @@ def run(
     out_dir: Path,
     tag: str,
     scale: int = 4,
+    profile_dir: Path | None = None,
 ) -> list[Case]:
     device = torch.device(
         "cuda"
@@ -297,6 +331,10 @@ def run(
                         fit_tiles=fit_tiles,
                     )
                 )
+            if profile_dir is not None:  # one more, untimed pass, profiled
+                bench_engine(desc, imgs[:16], device, tile=tile, max_batch=max_batch, jobs_in_flight=16 if gpu else 4,
+                             with_codec=False, fit_tiles=fit_tiles,
+                             profile_to=profile_dir / f"profile_{card.name}_{size}_{device.type}.txt")
             for c in row:
                 c.size = size
                 c.model = card.name

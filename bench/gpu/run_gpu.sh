@@ -73,8 +73,10 @@ if has bench; then  # 2. naive vs pure vs engine, x4 models, 4 input sizes (rows
     if [ "$m" = bicubic ] || [ -f "model_store/weights/$m.json" ]; then models="$models${models:+,}$m"; fi
   done
   step $reserve_bench $PY -m srserve.cli bench models --device "$DEVICE" --models "$models" \
-    --sizes "${BENCH_SIZES:-128,256,512,1920x1080}" --seconds 0.3 --out runs/gpu/bench --tag "$DEVICE-models" 2>&1 \
-    | grep -v WARNING | tail -4 | tee -a "$OUT/summary.txt"
+    --sizes "${BENCH_SIZES:-128,256,512,1920x1080}" --seconds 0.3 --out runs/gpu/bench --tag "$DEVICE-models" \
+    --profile runs/gpu/bench/profiles 2>&1 | grep -v WARNING | tail -4 | tee -a "$OUT/summary.txt"
+  # one extra, untimed engine pass per case under torch.profiler: how busy the device was, and where the rest went
+  grep -H "device busy" runs/gpu/bench/profiles/*.txt 2>/dev/null | tee -a "$OUT/summary.txt"
   log "bench done"
 fi
 

@@ -18,6 +18,8 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     m.add_argument("--scale", type=int, default=4)
     m.add_argument("--out", type=Path, default=Path("bench/results"))
     m.add_argument("--tag", default="models")
+    m.add_argument("--profile", type=Path, default=None, metavar="DIR",
+                   help="also write a torch.profiler table of one extra engine pass per case to DIR")
     m.set_defaults(handler=_models)
 
     e = bsub.add_parser("e2e", help="end to end through the API + Redis + worker, batching on vs off")
@@ -43,7 +45,8 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
 def _models(args: argparse.Namespace) -> int:
     from bench.engine_bench import run
 
-    run(args.models.split(","), args.sizes.split(","), args.device, args.seconds, args.out, args.tag, args.scale)
+    run(args.models.split(","), args.sizes.split(","), args.device, args.seconds, args.out, args.tag, args.scale,
+        profile_dir=args.profile)
     return 0
 
 
