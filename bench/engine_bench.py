@@ -203,6 +203,7 @@ def bench_engine(
     jobs_in_flight: int,
     with_codec: bool,
     fit_tiles: bool = False,
+    fit_step: int = 1,
     profile_to: Path | None = None,
 ) -> Case:
     """Run len(imgs) jobs through the engine with `jobs_in_flight` concurrent job threads. With
@@ -210,7 +211,7 @@ def bench_engine(
     of such a pass carry the profiler's overhead: report the unprofiled pass)."""
     engine = InferenceEngine(
         EngineConfig(device=str(device), tile_size=tile, default_policy=BatchPolicy(max_batch, 0.004),
-                     fit_tiles=fit_tiles)
+                     fit_tiles=fit_tiles, fit_step=fit_step)
     ).start()
     encoded = [imaging.encode(i, "png")[0] for i in imgs] if with_codec else []
     stats_batches: list[int] = []
@@ -258,7 +259,7 @@ def bench_engine(
         statistics.median(latencies),
         float(np.percentile(latencies, 95)),
         _peak_gib(device),
-        f"tile {tile}, {jobs_in_flight} jobs in flight",
+        f"tiles up to {tile}{' fitted' if fit_tiles else ''}, {jobs_in_flight} jobs in flight",
     )
 
 
@@ -316,8 +317,7 @@ def run(
             imgs = _inputs(h, w, n_jobs)
             log.info("bench %s %s on %s", card.name, size, device)
             row = [bench_naive(desc, imgs[0], device, seconds), bench_pure(desc, imgs[0], device, seconds)]
-            # GPU: a 256² tile and batches up to 32 to find the ceiling; CPU: what a worker uses
-            tile, max_batch, fit_tiles = (256, 32, False) if gpu else engine_defaults("cpu")
+            tile, max_batch, fit_tiles, fit_step = engine_defaults(device.type)  # what a worker here uses
             for with_codec in (False, True):
                 row.append(
                     bench_engine(
@@ -329,11 +329,12 @@ def run(
                         jobs_in_flight=16 if gpu else 4,
                         with_codec=with_codec,
                         fit_tiles=fit_tiles,
+                        fit_step=fit_step,
                     )
                 )
             if profile_dir is not None:  # one more, untimed pass, profiled
                 bench_engine(desc, imgs[:16], device, tile=tile, max_batch=max_batch, jobs_in_flight=16 if gpu else 4,
-                             with_codec=False, fit_tiles=fit_tiles,
+                             with_codec=False, fit_tiles=fit_tiles, fit_step=fit_step,
                              profile_to=profile_dir / f"profile_{card.name}_{size}_{device.type}.txt")
             for c in row:
                 c.size = size

@@ -11,6 +11,7 @@ tile in that dimension (rounded up to the model's size multiple, the only paddin
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -71,25 +72,30 @@ def round_up(value: int, multiple: int) -> int:
     return -(-value // multiple) * multiple
 
 
-def _fitted(length: int, tile: int, overlap: int, size_multiple: int) -> int:
+def _fitted(length: int, tile: int, overlap: int, size_multiple: int, step: int) -> int:
     """The smallest tile side that covers `length` with as many tiles as `tile` would need: the
-    cores split the axis evenly instead of the last tile overlapping its neighbour by up to a tile."""
+    cores split the axis evenly instead of the last tile overlapping its neighbour by up to a tile.
+    On an axis that needs several tiles the side is rounded up to a multiple of `step` (still at most
+    `tile`), so images of similar sizes share a tile shape; an axis that fits one tile keeps the
+    image's own length (padding past the image would change its border pixels)."""
     if length <= tile:
         return round_up(length, size_multiple)
     count = -(-(length - 2 * overlap) // (tile - 2 * overlap))
-    return min(tile, round_up(-(-(length - 2 * overlap) // count) + 2 * overlap, size_multiple))
+    side = -(-(length - 2 * overlap) // count) + 2 * overlap
+    return min(tile, round_up(side, math.lcm(size_multiple, step)))
 
 
 def plan_tiles(height: int, width: int, tile: int, overlap: int, size_multiple: int = 1, *,
-               fit: bool = False) -> TilePlan:
+               fit: bool = False, fit_step: int = 1) -> TilePlan:
     """Plan fixed-shape tiles covering an LR image; `tile` is the LR tile side (the largest with
     `fit`, which sizes the tiles to this image: less overlap to compute, but the shape differs
-    between images, so only where cross-job batches do not matter, i.e. one tile per batch on CPU)."""
+    between images unless `fit_step` rounds it: a 512² image with tile 768 is one 512² tile instead
+    of 256² tiles computing 2.25x its pixels)."""
     if height <= 0 or width <= 0:
         raise ValueError("empty image")
     tile = round_up(tile, size_multiple)
     if fit:
-        tile_h, tile_w = (_fitted(n, tile, overlap, size_multiple) for n in (height, width))
+        tile_h, tile_w = (_fitted(n, tile, overlap, size_multiple, fit_step) for n in (height, width))
     else:  # a small dimension gets a smaller tile (rounded to the size multiple); everything else `tile`
         tile_h = tile if height >= tile else round_up(height, size_multiple)
         tile_w = tile if width >= tile else round_up(width, size_multiple)

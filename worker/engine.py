@@ -68,10 +68,12 @@ class EngineConfig:
     # Simulated device memory (bytes) for tests and CPU: a batch whose estimated activation memory is
     # larger raises the same out-of-memory path as CUDA. 0 = no simulated limit.
     memory_budget_bytes: int = 0
-    # Size each image's tiles to it (`plan_tiles(fit=True)`): least overlap to compute, but tile
-    # shapes then differ between images, so tiles of different jobs rarely share a batch. For CPU,
-    # where batches are one tile anyway.
+    # Size each image's tiles to it (`plan_tiles(fit=True)`): least overlap to compute. Tile shapes
+    # then follow the image; `fit_step` rounds the side of every axis that needs several tiles up to a
+    # multiple of it, so jobs of similar sizes still share shapes and batches (CUDA: 32; CPU, one
+    # tile per batch: 1).
     fit_tiles: bool = False
+    fit_step: int = 1
     # Pad every batch up to a power of two (at most the batch limit) by repeating its last tile, so a
     # tile shape only ever runs at a handful of batch sizes: cuDNN autotunes each new input shape
     # (tens of ms), which with free batch sizes 1..N never stops. None: on CUDA only.
@@ -197,7 +199,7 @@ class InferenceEngine:
             overlap = descriptor.receptive_field
             tile = self.tile_side(descriptor, tile)
             plan = plan_tiles(rgb.shape[0], rgb.shape[1], tile, overlap, descriptor.size_multiple,
-                              fit=self.config.fit_tiles)
+                              fit=self.config.fit_tiles, fit_step=self.config.fit_step)
             work = _JobWork(plan, descriptor.scale, cancel)
             self._submit(descriptor, rgb, work)
             self._wait(work, progress)
@@ -400,7 +402,7 @@ class InferenceEngine:
         dtype = None
         if cuda and self.config.half_precision == "auto" and descriptor.supports_half:
             dtype = torch.bfloat16
-        if self._bucket and key not in self._warmed and th == tw == self.tile_side(descriptor, self.config.tile_size):
+        if self._bucket and key not in self._warmed and self._recurring_shape(descriptor, th, tw):
             self._warmed.add(key)
             self._warm_up(descriptor, th, tw, limit, dtype)
         if self.metrics and padded > n:
@@ -430,9 +432,17 @@ class InferenceEngine:
             raise _TileOOM() from exc
         return out.numpy()[:n], ready
 
+    def _recurring_shape(self, descriptor: SRDescriptor, th: int, tw: int) -> bool:
+        """The full tile, or (fitted tiles) both sides on the `fit_step` grid: shapes that come back, worth
+        a warm-up. An image's own odd size is autotuned where it runs instead (one job's cost, once)."""
+        if th == tw == self.tile_side(descriptor, self.config.tile_size):
+            return True
+        step = self.config.fit_step
+        return self.config.fit_tiles and step > 1 and th % step == 0 and tw % step == 0
+
     def _warm_up(self, descriptor: SRDescriptor, th: int, tw: int, limit: int, dtype: torch.dtype | None) -> None:
-        """Run the standard tile shape once at every bucketed batch size, so cuDNN's autotuning (per
-        input shape) happens on the first job of a model rather than spread over the next hundred."""
+        """Run a recurring tile shape once at every bucketed batch size, so cuDNN's autotuning (per
+        input shape) happens on the first job of that shape rather than spread over the next hundred."""
         t0 = time.perf_counter()
         sizes = sorted({self.padded_batch_size(n, limit) for n in range(1, limit + 1)})
         budget = self.config.memory_budget_bytes

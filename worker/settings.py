@@ -37,7 +37,9 @@ class WorkerSettings(CommonSettings):
         default=8, ge=1, le=256, description="jobs one worker holds at once; 1 turns cross-job batching off"
     )
     tile_size: int = Field(
-        default=0, ge=0, description="LR tile side; 0 = auto (at most 256 on CPU, sized to the image; 384 on CUDA)"
+        default=0,
+        ge=0,
+        description="largest LR tile side; 0 = auto (256 on CPU, 768 on CUDA; tiles are sized to the image)",
     )
     min_tile: int = Field(default=32, ge=8, description="smallest tile the out-of-memory back-off tries")
     max_batch_size: int = Field(

@@ -82,6 +82,37 @@ def test_fitted_tiles_split_the_image_evenly() -> None:
     assert plan_tiles(200, 90, 256, 8, fit=True).shape == (200, 90)  # smaller than the tile: one, whole
 
 
+def test_fit_step_puts_multi_tile_axes_on_a_grid_and_keeps_whole_axes_exact() -> None:
+    # the CUDA default (largest tile 768, 32-px grid): a 512² image is one tile, where fixed 256² tiles
+    # were nine (2.25x its pixels); 1080p needs 6 tiles on the grid instead of 40 fixed 256² ones
+    assert len(plan_tiles(512, 512, 768, 8, fit=True, fit_step=32).tiles) == 1
+    hd = plan_tiles(1080, 1920, 768, 8, fit=True, fit_step=32)
+    assert hd.tile_h % 32 == 0 and hd.tile_w % 32 == 0 and len(hd.tiles) == 6
+    computed = len(hd.tiles) * hd.tile_h * hd.tile_w
+    assert computed < 1.2 * 1080 * 1920 < len(plan_tiles(1080, 1920, 256, 8).tiles) * 256 * 256
+    # nearby sizes share a shape (they batch together); an axis that fits one tile is never padded
+    assert plan_tiles(1100, 1900, 768, 8, fit=True, fit_step=32).shape == hd.shape
+    assert plan_tiles(300, 2000, 768, 8, fit=True, fit_step=32).tile_h == 300
+
+
+def test_gridded_fitted_tiles_of_several_jobs_batch_together_and_equal_untiled() -> None:
+    card = CATALOG.get("fsrcnn_x4")
+    desc = load_descriptor(card, 4, catalog=CATALOG)
+    config = EngineConfig(tile_size=48, default_policy=BatchPolicy(8, 0.05), fit_tiles=True, fit_step=16,
+                          bucket_batches=True)
+    plans = [plan_tiles(h, w, 48, desc.receptive_field, fit=True, fit_step=16) for h, w in ((70, 101), (66, 97))]
+    assert plans[0].shape == plans[1].shape and len(plans[0].tiles) > 1  # two sizes, one tile shape
+    imgs = [_image(70, 101, seed=1), _image(66, 97, seed=2)]
+    eng = InferenceEngine(config).start()
+    try:
+        results = upscale_concurrently(eng, [(desc, img) for img in imgs])
+    finally:
+        eng.stop()
+    assert max(batch for _, batch in results.values()) > 1
+    for i, img in enumerate(imgs):
+        assert psnr(results[i][0], _untiled(desc, img), peak=1.0) >= 60.0
+
+
 @pytest.mark.parametrize("card", [CATALOG.get(n) for n in ("fsrcnn_x4", "espcn_x2", "lapsrn_x4")], ids=lambda c: c.name)
 def test_tiles_fitted_to_the_image_equal_untiled(card: ModelCard) -> None:
     scale = card.scales[0]

@@ -13,6 +13,7 @@ from model_store.metrics import psnr
 from model_store.registry import load_descriptor
 from tests.engine.concurrent_jobs import upscale_concurrently
 from worker.engine import BatchPolicy, EngineConfig, InferenceEngine
+from worker.jobs import engine_defaults
 
 pytestmark = pytest.mark.gpu
 CATALOG = Catalog.load()
@@ -35,6 +36,23 @@ def test_tiled_equals_untiled_on_cuda_fp32(card) -> None:  # type: ignore[no-unt
         eng.stop()
     ref = desc(torch.from_numpy(img).permute(2, 0, 1)[None].cuda())[0].permute(1, 2, 0).cpu().numpy()
     assert stats.tiles > 1
+    assert psnr(out, ref, peak=1.0) >= 60.0
+
+
+def test_worker_cuda_defaults_tile_on_the_grid_and_equal_untiled() -> None:
+    # what a CUDA worker runs: tiles up to 768² fitted to the image on a 32-px grid, batched, bucketed
+    tile, batch, fit, step = engine_defaults("cuda")
+    desc = load_descriptor(CATALOG.get("fsrcnn_x4"), 4, catalog=CATALOG, device="cuda")
+    img = _img(900, 1100)
+    config = EngineConfig(device="cuda", tile_size=tile, default_policy=BatchPolicy(batch, 0.005), fit_tiles=fit,
+                          fit_step=step, half_precision="off")
+    eng = InferenceEngine(config).start()
+    try:
+        out, stats = eng.upscale(desc, img)
+    finally:
+        eng.stop()
+    ref = desc(torch.from_numpy(img).permute(2, 0, 1)[None].cuda())[0].permute(1, 2, 0).cpu().numpy()
+    assert stats.tiles == 4 and stats.tile_size % step == 0
     assert psnr(out, ref, peak=1.0) >= 60.0
 
 

@@ -26,6 +26,7 @@ from worker.jobs import (
     WorkerContext,
     build_engine,
     default_torch_threads,
+    engine_defaults,
     execute_upscale,
     get_worker_metrics,
 )
@@ -168,6 +169,12 @@ def test_cpu_engine_batches_one_tile_unless_configured(tmp_path: Path) -> None:
     finally:
         auto.stop()
         set_by_hand.stop()
+
+
+def test_cuda_engine_defaults_fit_tiles_on_a_grid() -> None:
+    assert engine_defaults("cuda") == (768, 16, True, 32)
+    assert engine_defaults("cuda:1", max_batch_size=4, tile_size=512) == (512, 4, True, 32)
+    assert engine_defaults("cpu") == (256, 1, True, 1)
 
 
 def test_bucketing_and_pipelining_settings_reach_the_engine(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
