@@ -118,15 +118,19 @@ def test_init_starts_from_trained_weights_and_counts_their_training(tiny_data: P
 
 
 def test_init_accepts_cards_written_before_an_argument_existed(tiny_data: Path, tmp_path: Path) -> None:
-    # the shipped ESPCN cards predate `residual`: their weights are the default (residual=False) model
-    shipped = Path(__file__).resolve().parents[2] / "model_store" / "weights"
-    card = ModelCard.model_validate_json((shipped / "espcn_x3.json").read_text())
-    assert "residual" not in card.arch_args
-    base = dict(arch="espcn", scale=3, arch_args={}, init=shipped / "espcn_x3.safetensors", patch=48)
-    trainer = Trainer(_config(tiny_data, tmp_path / "a", **base))
-    assert trainer.arch_args["residual"] is False
-    with pytest.raises(ValueError, match=r"--init .*card is espcn"):
-        Trainer(_config(tiny_data, tmp_path / "b", **{**base, "arch_args": {"residual": True}}))
+    # a card that predates an argument means its default: here `residual` (default True) is dropped
+    args = {**TINY, "residual": True}
+    first = Trainer(_config(tiny_data, tmp_path / "a", iters=2, eval_every=0, arch_args=args))
+    first.fit()
+    first.finish()
+    card_file = tmp_path / "a" / "fsrcnn_x2.json"
+    card = json.loads(card_file.read_text())
+    del card["arch_args"]["residual"]
+    card_file.write_text(json.dumps(card))
+    weights = tmp_path / "a" / "fsrcnn_x2.safetensors"
+    assert Trainer(_config(tiny_data, tmp_path / "b", init=weights, arch_args=args)).arch_args == args
+    with pytest.raises(ValueError, match=r"--init .*card is fsrcnn"):  # the default is not what was asked
+        Trainer(_config(tiny_data, tmp_path / "c", init=weights, arch_args={**args, "residual": False}))
 
 
 def test_init_without_arch_args_continues_the_weights_architecture(tiny_data: Path, tmp_path: Path) -> None:
