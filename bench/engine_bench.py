@@ -204,6 +204,7 @@ def bench_engine(
     with_codec: bool,
     fit_tiles: bool = False,
     fit_step: int = 1,
+    max_batch_pixels: int = 0,
     profile_to: Path | None = None,
 ) -> Case:
     """Run len(imgs) jobs through the engine with `jobs_in_flight` concurrent job threads. With
@@ -211,7 +212,7 @@ def bench_engine(
     of such a pass carry the profiler's overhead: report the unprofiled pass)."""
     engine = InferenceEngine(
         EngineConfig(device=str(device), tile_size=tile, default_policy=BatchPolicy(max_batch, 0.004),
-                     fit_tiles=fit_tiles, fit_step=fit_step)
+                     fit_tiles=fit_tiles, fit_step=fit_step, max_batch_pixels=max_batch_pixels)
     ).start()
     encoded = [imaging.encode(i, "png")[0] for i in imgs] if with_codec else []
     stats_batches: list[int] = []
@@ -317,7 +318,7 @@ def run(
             imgs = _inputs(h, w, n_jobs)
             log.info("bench %s %s on %s", card.name, size, device)
             row = [bench_naive(desc, imgs[0], device, seconds), bench_pure(desc, imgs[0], device, seconds)]
-            tile, max_batch, fit_tiles, fit_step = engine_defaults(device.type)  # what a worker here uses
+            tile, max_batch, fit_tiles, fit_step, batch_pixels = engine_defaults(device.type)  # a worker's
             for with_codec in (False, True):
                 row.append(
                     bench_engine(
@@ -326,15 +327,17 @@ def run(
                         device,
                         tile=tile,
                         max_batch=max_batch,
-                        jobs_in_flight=16 if gpu else 4,
+                        jobs_in_flight=64 if gpu else 4,
                         with_codec=with_codec,
                         fit_tiles=fit_tiles,
                         fit_step=fit_step,
+                        max_batch_pixels=batch_pixels,
                     )
                 )
             if profile_dir is not None:  # one more, untimed pass, profiled
-                bench_engine(desc, imgs[:16], device, tile=tile, max_batch=max_batch, jobs_in_flight=16 if gpu else 4,
+                bench_engine(desc, imgs, device, tile=tile, max_batch=max_batch, jobs_in_flight=64 if gpu else 4,
                              with_codec=False, fit_tiles=fit_tiles, fit_step=fit_step,
+                             max_batch_pixels=batch_pixels,
                              profile_to=profile_dir / f"profile_{card.name}_{size}_{device.type}.txt")
             for c in row:
                 c.size = size

@@ -74,6 +74,10 @@ class EngineConfig:
     # tile per batch: 1).
     fit_tiles: bool = False
     fit_step: int = 1
+    # A batch also stops at this many LR pixels (0: no limit). With tiles sized to each image a tile
+    # count alone would make batches of 128² tiles tiny and of 768² ones huge; CUDA: 16 tiles of 384²
+    # (= 64 of 128², 4 of 768²).
+    max_batch_pixels: int = 0
     # Pad every batch up to a power of two (at most the batch limit) by repeating its last tile, so a
     # tile shape only ever runs at a handful of batch sizes: cuDNN autotunes each new input shape
     # (tens of ms), which with free batch sizes 1..N never stops. None: on CUDA only.
@@ -265,8 +269,10 @@ class InferenceEngine:
             return sum(len(q) for q in self._pending.values())
 
     def _limit(self, key: _Key) -> int:
-        """Tiles per batch for a key: the model's policy, lowered after an out-of-memory."""
+        """Tiles per batch for a key: the model's policy and the pixel cap, lowered after an out-of-memory."""
         policy_max = self.config.policy(key[0]).max_batch_size
+        if self.config.max_batch_pixels:
+            policy_max = min(policy_max, max(1, self.config.max_batch_pixels // (key[2] * key[3])))
         return min(policy_max, self._batch_limit.get(key, policy_max))
 
     def _next_batch(self) -> tuple[_Key, list[_TileRequest]] | None:

@@ -95,10 +95,13 @@ class EngineDefaults(NamedTuple):
     max_batch_size: int
     fit_tiles: bool
     fit_step: int
+    max_batch_pixels: int
 
 
-def engine_defaults(device: str, max_batch_size: int = 0, tile_size: int = 0) -> EngineDefaults:
-    """Tile side, tiles per batch and tile fitting for `device`, 0 meaning auto.
+def engine_defaults(
+    device: str, max_batch_size: int = 0, tile_size: int = 0, max_batch_pixels: int = -1
+) -> EngineDefaults:
+    """Tile side, batch limits and tile fitting for `device` (0, or -1 for the pixel cap, meaning auto).
 
     CPU: one tile per batch. A CPU convolution is as efficient on one tile as on many, and a batch
     multiplies the activations: past glibc's 32 MB mmap threshold every layer's output is a fresh
@@ -107,20 +110,25 @@ def engine_defaults(device: str, max_batch_size: int = 0, tile_size: int = 0) ->
     no shape has to be shared, so tiles are sized to the image, up to 256² (a 256² tile's activations,
     56-64 channels, stay under the 32 MB that glibc serves from its heap).
 
-    CUDA: 16 tiles per batch, tiles up to 768², fitted to the image on a 32-px grid. Fixed 256² tiles
-    computed 2.25x the pixels of a 512² image (nine tiles, each overlapping its neighbours by the
-    receptive field) and 1.3-2.1x those of a 1080p one; fitted, a 512² image is one tile and 1080p
-    1.1-1.3x (FSRCNN, EDSR), while the grid keeps the shapes few, so similar-size jobs still batch."""
+    CUDA: tiles up to 768², fitted to the image on a 32-px grid. Fixed 256² tiles computed 2.25x the
+    pixels of a 512² image (nine tiles, each overlapping its neighbours by the receptive field) and
+    1.3-2.1x those of a 1080p one; fitted, a 512² image is one tile and 1080p 1.1-1.3x (FSRCNN, EDSR),
+    while the grid keeps the shapes few, so similar-size jobs still batch. Batches hold up to 64 tiles
+    and 16 x 384² LR pixels (the earlier fixed default's volume): 64 tiles of 128² (what the pure forward
+    of FSRCNN x4 ran best at on an H200), 4 of 768²."""
     cuda = device.startswith("cuda")
-    batch = max_batch_size or (16 if cuda else 1)
     if cuda:
-        return EngineDefaults(tile_size or 768, batch, True, 32)
-    return EngineDefaults(tile_size or 256, batch, batch == 1, 1)
+        pixels = 16 * 384 * 384 if max_batch_pixels < 0 else max_batch_pixels
+        return EngineDefaults(tile_size or 768, max_batch_size or 64, True, 32, pixels)
+    batch = max_batch_size or 1
+    return EngineDefaults(tile_size or 256, batch, batch == 1, 1, max(0, max_batch_pixels))
 
 
 def build_engine(settings: WorkerSettings, device: str, metrics: EngineMetrics | None) -> InferenceEngine:
     """The device thread every job of this process sends its tiles to."""
-    tile, batch, fit_tiles, fit_step = engine_defaults(device, settings.max_batch_size, settings.tile_size)
+    tile, batch, fit_tiles, fit_step, batch_pixels = engine_defaults(
+        device, settings.max_batch_size, settings.tile_size, settings.max_batch_pixels
+    )
     default = BatchPolicy(batch, settings.max_queue_delay_ms / 1000.0)
     policies = {
         name: BatchPolicy(int(p.get("max_batch_size", default.max_batch_size)),
@@ -138,6 +146,7 @@ def build_engine(settings: WorkerSettings, device: str, metrics: EngineMetrics |
         memory_budget_bytes=settings.memory_budget_bytes,
         fit_tiles=fit_tiles,
         fit_step=fit_step,
+        max_batch_pixels=batch_pixels,
         bucket_batches={"auto": None, "on": True, "off": False}[settings.bucket_batches],
         pipeline_depth=None if settings.pipeline_depth < 0 else settings.pipeline_depth,
     )

@@ -43,7 +43,13 @@ class WorkerSettings(CommonSettings):
     )
     min_tile: int = Field(default=32, ge=8, description="smallest tile the out-of-memory back-off tries")
     max_batch_size: int = Field(
-        default=0, ge=0, le=1024, description="tiles per device batch (all models); 0 = auto (16 on CUDA, 1 on CPU)"
+        default=0, ge=0, le=1024, description="tiles per device batch (all models); 0 = auto (64 on CUDA, 1 on CPU)"
+    )
+    max_batch_pixels: int = Field(
+        default=-1,
+        ge=-1,
+        description="a batch also stops at this many LR pixels, so small tiles batch many and large ones few; "
+        "0 = no limit; -1 = auto (16 tiles of 384², 2359296, on CUDA; none on CPU)",
     )
     max_queue_delay_ms: float = Field(
         default=5.0, ge=0.0, description="longest a tile waits for its batch to fill (Triton's max_queue_delay)"

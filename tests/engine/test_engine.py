@@ -113,6 +113,18 @@ def test_gridded_fitted_tiles_of_several_jobs_batch_together_and_equal_untiled()
         assert psnr(results[i][0], _untiled(desc, img), peak=1.0) >= 60.0
 
 
+def test_batch_pixel_cap_sizes_batches_by_tile_area() -> None:
+    # four one-tile jobs of 40², room for 64 tiles but only 2 x 40² pixels: batches of 2
+    desc = load_descriptor(CATALOG.resolve("bicubic", 2), 2, catalog=CATALOG)
+    config = EngineConfig(tile_size=48, default_policy=BatchPolicy(64, 0.2), max_batch_pixels=2 * 40 * 40)
+    eng = InferenceEngine(config).start()
+    try:
+        results = upscale_concurrently(eng, [(desc, _image(40, 40, seed=i)) for i in range(4)])
+    finally:
+        eng.stop()
+    assert len(results) == 4 and max(batch for _, batch in results.values()) == 2
+
+
 @pytest.mark.parametrize("card", [CATALOG.get(n) for n in ("fsrcnn_x4", "espcn_x2", "lapsrn_x4")], ids=lambda c: c.name)
 def test_tiles_fitted_to_the_image_equal_untiled(card: ModelCard) -> None:
     scale = card.scales[0]

@@ -171,10 +171,10 @@ def test_cpu_engine_batches_one_tile_unless_configured(tmp_path: Path) -> None:
         set_by_hand.stop()
 
 
-def test_cuda_engine_defaults_fit_tiles_on_a_grid() -> None:
-    assert engine_defaults("cuda") == (768, 16, True, 32)
-    assert engine_defaults("cuda:1", max_batch_size=4, tile_size=512) == (512, 4, True, 32)
-    assert engine_defaults("cpu") == (256, 1, True, 1)
+def test_cuda_engine_defaults_fit_tiles_on_a_grid_and_cap_batch_pixels() -> None:
+    assert engine_defaults("cuda") == (768, 64, True, 32, 16 * 384 * 384)
+    assert engine_defaults("cuda:1", max_batch_size=4, tile_size=512, max_batch_pixels=0) == (512, 4, True, 32, 0)
+    assert engine_defaults("cpu") == (256, 1, True, 1, 0)
 
 
 def test_bucketing_and_pipelining_settings_reach_the_engine(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
