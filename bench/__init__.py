@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import os
+import platform
 import signal
 import sys
+from pathlib import Path
 
 from model_store.card import Catalog
 from srserve.config import CommonSettings
@@ -18,3 +21,19 @@ def exit_on_sigterm() -> None:
     """Turn SIGTERM (`kill`, `timeout`) into SystemExit, so the `finally` / `with` blocks of a benchmark
     that started an API and workers stop them instead of leaving them running beside the next run."""
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(128 + signal.SIGTERM))
+
+
+def host_description() -> str:
+    """Kernel, CPU model, the vector ISA PyTorch dispatches to and the core count: VM hosts change between
+    sessions (an AVX-512 host ran OpenCV 2.5x faster than an earlier one), so every result names its CPU."""
+    import torch
+
+    model = platform.processor() or platform.machine()
+    cpuinfo = Path("/proc/cpuinfo")
+    if cpuinfo.is_file():
+        for line in cpuinfo.read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    isa = torch.backends.cpu.get_cpu_capability()
+    return f"{platform.system()} {platform.release()}; {model} ({platform.machine()}, {isa}), {os.cpu_count()} cores"

@@ -13,7 +13,6 @@ import argparse
 import json
 import logging
 import os
-import platform
 import time
 from collections.abc import Callable, Sequence
 from functools import partial
@@ -23,7 +22,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from bench import served_catalog
+from bench import host_description, served_catalog
 from model_store.evaluate import first_image_uint8, uint8_to_batch
 from model_store.metrics import quality_y
 from model_store.registry import SRDescriptor, load_descriptor
@@ -120,8 +119,7 @@ def run(args: argparse.Namespace) -> int:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     load = os.getloadavg()[0]
-    machine = (f"{platform.system()} {platform.release()}; {platform.machine()}, {os.cpu_count()} cores, "
-               f"load {load:.1f}; OpenCV {cv2.__version__}, torch {torch.__version__}")
+    machine = f"{host_description()}, load {load:.1f}; OpenCV {cv2.__version__}, torch {torch.__version__}"
     stamp = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
     (out / f"{args.tag}.json").write_text(json.dumps({"machine": machine, "date": stamp, "rows": rows}, indent=1))
     lines = [

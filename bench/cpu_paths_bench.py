@@ -13,8 +13,6 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import os
-import platform
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -27,7 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from bench import served_catalog
+from bench import host_description, served_catalog
 from bench.anchor_bench import best_of_interleaved, eval_pairs, our_pass
 from model_store import fast_resize, subpixel
 from model_store.card import Catalog
@@ -81,7 +79,7 @@ def run(args: argparse.Namespace) -> int:
         rows.append({"model": name, "dataset": dataset, "scale": scale, "before_s": round(sec_b, 3),
                      "after_s": round(sec_a, 3), "speedup": round(sec_b / sec_a, 2), "max_abs_diff_8bit": worst})
         log.info("%s", rows[-1])
-    machine = f"{platform.system()} {platform.release()}; {platform.machine()}, {os.cpu_count()} cores"
+    machine = host_description()
     stamp = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)

@@ -16,7 +16,6 @@ import io
 import json
 import logging
 import os
-import platform
 import socket
 import statistics
 import subprocess
@@ -31,7 +30,7 @@ import numpy as np
 from PIL import Image
 from redis import Redis
 
-from bench import exit_on_sigterm
+from bench import exit_on_sigterm, host_description
 
 log = logging.getLogger(__name__)
 REPO = Path(__file__).resolve().parents[1]
@@ -263,7 +262,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _write(args: argparse.Namespace, rows: list[dict[str, object]]) -> None:
-    machine = f"{platform.system()} {platform.release()}; {platform.machine()} x{os.cpu_count()} cores"
+    machine = host_description()
     if args.device.startswith("cuda"):
         import torch
 

@@ -18,7 +18,6 @@ import contextlib
 import io
 import json
 import logging
-import platform
 import statistics
 import threading
 import time
@@ -31,7 +30,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from bench import served_catalog
+from bench import host_description, served_catalog
 from model_store.card import ModelCard
 from model_store.registry import SRDescriptor, load_descriptor
 from srserve import imaging
@@ -60,16 +59,8 @@ class Case:
 
 
 def machine_description(device: torch.device) -> str:
-    cpu = platform.processor() or platform.machine()
-    try:
-        import os
-
-        cores = os.cpu_count()
-    except Exception:  # pragma: no cover
-        cores = None
     gpu = torch.cuda.get_device_name(device) if device.type == "cuda" else "none"
-    return (f"{platform.system()} {platform.release()}; CPU {cpu} x{cores}; GPU {gpu}; torch {torch.__version__}, "
-            f"{torch.get_num_threads()} intra-op threads")
+    return f"{host_description()}; GPU {gpu}; torch {torch.__version__}, {torch.get_num_threads()} intra-op threads"
 
 
 def _sync(device: torch.device) -> None:
