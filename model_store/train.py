@@ -341,7 +341,7 @@ class Trainer(TrainingRun):
         self.channels = spec.channels
         torch.manual_seed(cfg.seed)
         given = cfg.arch_args
-        if cfg.init is not None and not given:  # continue the weights' own architecture (e.g. a residual ESPCN)
+        if cfg.init is not None and not given:  # continue the weights' own architecture (its card's arguments)
             card = init_card(cfg.init)
             given = card.arch_args if card.architecture == cfg.arch else {}
         self.arch_args = full_arch_args(spec.factory, given)
