@@ -189,22 +189,15 @@ def bench_engine(
     imgs: list[np.ndarray],
     device: torch.device,
     *,
-    tile: int,
-    max_batch: int,
+    config: EngineConfig,
     jobs_in_flight: int,
     with_codec: bool,
-    fit_tiles: bool = False,
-    fit_step: int = 1,
-    max_batch_pixels: int = 0,
     profile_to: Path | None = None,
 ) -> Case:
-    """Run len(imgs) jobs through the engine with `jobs_in_flight` concurrent job threads. With
-    `profile_to`, the timed part runs under torch.profiler and its table is written there (the timings
-    of such a pass carry the profiler's overhead: report the unprofiled pass)."""
-    engine = InferenceEngine(
-        EngineConfig(device=str(device), tile_size=tile, default_policy=BatchPolicy(max_batch, 0.004),
-                     fit_tiles=fit_tiles, fit_step=fit_step, max_batch_pixels=max_batch_pixels)
-    ).start()
+    """Run len(imgs) jobs through an engine with `config` and `jobs_in_flight` concurrent job threads.
+    With `profile_to`, the timed part runs under torch.profiler and its table is written there (the
+    timings of such a pass carry the profiler's overhead: report the unprofiled pass)."""
+    engine = InferenceEngine(config).start()
     encoded = [imaging.encode(i, "png")[0] for i in imgs] if with_codec else []
     stats_batches: list[int] = []
     lock = threading.Lock()
@@ -251,7 +244,7 @@ def bench_engine(
         statistics.median(latencies),
         float(np.percentile(latencies, 95)),
         _peak_gib(device),
-        f"tiles up to {tile}{' fitted' if fit_tiles else ''}, {jobs_in_flight} jobs in flight",
+        f"tiles up to {config.tile_size}{' fitted' if config.fit_tiles else ''}, {jobs_in_flight} jobs in flight",
     )
 
 
@@ -299,6 +292,9 @@ def run(
     cases: list[Case] = []
     gpu = device.type == "cuda"
     torch.set_num_threads(default_torch_threads())  # what a worker on this machine uses, for every mode
+    tile, max_batch, fit_tiles, fit_step, batch_pixels = engine_defaults(device.type)  # and its engine
+    config = EngineConfig(device=str(device), tile_size=tile, default_policy=BatchPolicy(max_batch, 0.004),
+                          fit_tiles=fit_tiles, fit_step=fit_step, max_batch_pixels=batch_pixels)
     for name in models:
         card: ModelCard = catalog.resolve(name, scale)
         desc = load_descriptor(card, scale, catalog=catalog, device=device)
@@ -309,26 +305,11 @@ def run(
             imgs = _inputs(h, w, n_jobs)
             log.info("bench %s %s on %s", card.name, size, device)
             row = [bench_naive(desc, imgs[0], device, seconds), bench_pure(desc, imgs[0], device, seconds)]
-            tile, max_batch, fit_tiles, fit_step, batch_pixels = engine_defaults(device.type)  # a worker's
+            jobs = 64 if gpu else 4
             for with_codec in (False, True):
-                row.append(
-                    bench_engine(
-                        desc,
-                        imgs,
-                        device,
-                        tile=tile,
-                        max_batch=max_batch,
-                        jobs_in_flight=64 if gpu else 4,
-                        with_codec=with_codec,
-                        fit_tiles=fit_tiles,
-                        fit_step=fit_step,
-                        max_batch_pixels=batch_pixels,
-                    )
-                )
+                row.append(bench_engine(desc, imgs, device, config=config, jobs_in_flight=jobs, with_codec=with_codec))
             if profile_dir is not None:  # one more, untimed pass, profiled
-                bench_engine(desc, imgs, device, tile=tile, max_batch=max_batch, jobs_in_flight=64 if gpu else 4,
-                             with_codec=False, fit_tiles=fit_tiles, fit_step=fit_step,
-                             max_batch_pixels=batch_pixels,
+                bench_engine(desc, imgs, device, config=config, jobs_in_flight=jobs, with_codec=False,
                              profile_to=profile_dir / f"profile_{card.name}_{size}_{device.type}.txt")
             for c in row:
                 c.size = size
