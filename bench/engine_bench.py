@@ -34,8 +34,9 @@ from bench import host_description, served_catalog
 from model_store.card import ModelCard
 from model_store.registry import SRDescriptor, load_descriptor
 from srserve import imaging
-from worker.engine import BatchPolicy, EngineConfig, InferenceEngine
-from worker.jobs import default_torch_threads, engine_defaults
+from worker.engine import EngineConfig, InferenceEngine
+from worker.jobs import default_torch_threads, engine_config
+from worker.settings import WorkerSettings
 
 log = logging.getLogger(__name__)
 
@@ -292,9 +293,7 @@ def run(
     cases: list[Case] = []
     gpu = device.type == "cuda"
     torch.set_num_threads(default_torch_threads())  # what a worker on this machine uses, for every mode
-    tile, max_batch, fit_tiles, fit_step, batch_pixels = engine_defaults(device.type)  # and its engine
-    config = EngineConfig(device=str(device), tile_size=tile, default_policy=BatchPolicy(max_batch, 0.004),
-                          fit_tiles=fit_tiles, fit_step=fit_step, max_batch_pixels=batch_pixels)
+    config = engine_config(WorkerSettings(device=device.type), str(device))  # and its engine
     for name in models:
         card: ModelCard = catalog.resolve(name, scale)
         desc = load_descriptor(card, scale, catalog=catalog, device=device)

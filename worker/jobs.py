@@ -124,8 +124,8 @@ def engine_defaults(
     return EngineDefaults(tile_size or 256, batch, batch == 1, 1, max(0, max_batch_pixels))
 
 
-def build_engine(settings: WorkerSettings, device: str, metrics: EngineMetrics | None) -> InferenceEngine:
-    """The device thread every job of this process sends its tiles to."""
+def engine_config(settings: WorkerSettings, device: str) -> EngineConfig:
+    """The engine a worker with `settings` runs on `device` (and what `srserve bench models` measures)."""
     tile, batch, fit_tiles, fit_step, batch_pixels = engine_defaults(
         device, settings.max_batch_size, settings.tile_size, settings.max_batch_pixels
     )
@@ -135,8 +135,7 @@ def build_engine(settings: WorkerSettings, device: str, metrics: EngineMetrics |
                           float(p.get("max_queue_delay_s", default.max_queue_delay_s)))
         for name, p in settings.batch_policies.items()
     }
-    torch.set_num_threads(settings.torch_threads or default_torch_threads())
-    config = EngineConfig(
+    return EngineConfig(
         device=device,
         tile_size=tile,
         min_tile=settings.min_tile,
@@ -150,7 +149,12 @@ def build_engine(settings: WorkerSettings, device: str, metrics: EngineMetrics |
         bucket_batches={"auto": None, "on": True, "off": False}[settings.bucket_batches],
         pipeline_depth=None if settings.pipeline_depth < 0 else settings.pipeline_depth,
     )
-    return InferenceEngine(config, metrics).start()
+
+
+def build_engine(settings: WorkerSettings, device: str, metrics: EngineMetrics | None) -> InferenceEngine:
+    """The device thread every job of this process sends its tiles to."""
+    torch.set_num_threads(settings.torch_threads or default_torch_threads())
+    return InferenceEngine(engine_config(settings, device), metrics).start()
 
 
 @functools.cache

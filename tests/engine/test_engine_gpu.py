@@ -13,7 +13,8 @@ from model_store.metrics import psnr
 from model_store.registry import load_descriptor
 from tests.engine.concurrent_jobs import upscale_concurrently
 from worker.engine import BatchPolicy, EngineConfig, InferenceEngine
-from worker.jobs import engine_defaults
+from worker.jobs import engine_config
+from worker.settings import WorkerSettings
 
 pytestmark = pytest.mark.gpu
 CATALOG = Catalog.load()
@@ -41,11 +42,10 @@ def test_tiled_equals_untiled_on_cuda_fp32(card) -> None:  # type: ignore[no-unt
 
 def test_worker_cuda_defaults_tile_on_the_grid_and_equal_untiled() -> None:
     # what a CUDA worker runs: tiles up to 768² fitted to the image on a 32-px grid, batched, bucketed
-    tile, batch, fit, step, pixels = engine_defaults("cuda")
+    config = engine_config(WorkerSettings(device="cuda", half_precision="off"), "cuda")
+    step = config.fit_step
     desc = load_descriptor(CATALOG.get("fsrcnn_x4"), 4, catalog=CATALOG, device="cuda")
     img = _img(900, 1100)
-    config = EngineConfig(device="cuda", tile_size=tile, default_policy=BatchPolicy(batch, 0.005), fit_tiles=fit,
-                          fit_step=step, max_batch_pixels=pixels, half_precision="off")
     eng = InferenceEngine(config).start()
     try:
         out, stats = eng.upscale(desc, img)
