@@ -25,7 +25,7 @@ import torch
 from bench import host_description, served_catalog
 from model_store.evaluate import first_image_uint8, uint8_to_batch
 from model_store.metrics import quality_y
-from model_store.registry import SRDescriptor, load_descriptor
+from model_store.registry import SRDescriptor, load_descriptor, rgb_to_ycbcr
 from srserve.imaging import load_rgb_uint8
 
 log = logging.getLogger(__name__)
@@ -57,6 +57,47 @@ def _opencv_pass(sr: Any, lrs: list[np.ndarray]) -> list[np.ndarray]:  # cv2 has
 
 def our_pass(desc: SRDescriptor, lrs: list[np.ndarray]) -> list[np.ndarray]:
     return [first_image_uint8(desc(uint8_to_batch(lr))) for lr in lrs]
+
+
+def _opencv_net(model_file: Path, *, winograd: bool) -> Any:
+    import cv2
+
+    cv2.dnn_superres.DnnSuperResImpl_create()  # registers the DepthToSpace layer ESPCN's graph needs
+    net = cv2.dnn.readNetFromTensorflow(str(model_file))
+    net.enableWinograd(winograd)
+    return net
+
+
+def _opencv_net_pass(net: Any, ys: list[np.ndarray]) -> list[np.ndarray]:
+    import cv2
+
+    outs = []
+    for y in ys:
+        net.setInput(cv2.dnn.blobFromImage(y))
+        outs.append(net.forward())
+    return outs
+
+
+def _our_net_pass(desc: SRDescriptor, ys: list[torch.Tensor]) -> list[torch.Tensor]:
+    with torch.inference_mode():
+        return [desc.module(y) for y in ys]
+
+
+def net_only_seconds(desc: SRDescriptor, model_file: Path, lrs: list[np.ndarray], repeats: int
+                     ) -> dict[str, float]:
+    """The networks alone on the Y channel (no colour conversion, chroma resize or 8-bit rounding), ours vs
+    OpenCV's with and without its Winograd 3x3 convolutions: where the per-image gap comes from."""
+    y_planes = [rgb_to_ycbcr(uint8_to_batch(lr))[:, :1] for lr in lrs]
+    ours = [y.contiguous(memory_format=torch.channels_last) if desc.channels_last else y.contiguous()
+            for y in y_planes]
+    theirs = [y[0, 0].numpy().astype(np.float32) for y in y_planes]
+    timed = best_of_interleaved([
+        partial(_our_net_pass, desc, ours),
+        partial(_opencv_net_pass, _opencv_net(model_file, winograd=True), theirs),
+        partial(_opencv_net_pass, _opencv_net(model_file, winograd=False), theirs),
+    ], repeats)
+    return dict(zip(["ours_net_s", "opencv_net_s", "opencv_net_no_winograd_s"],
+                    [round(seconds, 3) for _, seconds in timed], strict=True))
 
 
 def best_of_interleaved(runs: Sequence[Callable[[], list[np.ndarray]]], repeats: int
@@ -113,6 +154,7 @@ def run(args: argparse.Namespace) -> int:
                 "opencv_psnr": round(cv_psnr, 2),
                 "opencv_ssim": round(cv_ssim, 4),
                 "opencv_s": round(cv_s, 3),
+                **(net_only_seconds(desc, model_file, lrs, args.repeats) if family != "lapsrn" else {}),
             }
             log.info("%s", row)
             rows.append(row)
@@ -134,11 +176,27 @@ def run(args: argparse.Namespace) -> int:
         "| set | scale | ours | PSNR / SSIM | seconds | OpenCV | PSNR / SSIM | seconds | speed ratio |",
         "|---|---|---|---|---|---|---|---|---|",
     ]
+    net_rows = [r for r in rows if "ours_net_s" in r]
     for r in rows:
         lines.append(
             f"| {r['dataset']} | x{r['scale']} | {r['model']} | {r['ours_psnr']} / {r['ours_ssim']} | "
             f"{r['ours_s']} | {r['opencv']} | {r['opencv_psnr']} / {r['opencv_ssim']} | {r['opencv_s']} | "
             f"{float(r['opencv_s']) / max(float(r['ours_s']), 1e-9):.2f}x |"
         )
+    if net_rows:
+        lines += [
+            "",
+            "The networks alone, on the Y channel (seconds per set, same protocol; OpenCV's also with its "
+            "Winograd 3x3 convolutions off, `Net.enableWinograd(False)`): the rest of each row above is colour "
+            "conversion, chroma resize and 8-bit rounding.",
+            "",
+            "| set | scale | ours | net seconds | OpenCV | net seconds | without Winograd |",
+            "|---|---|---|---|---|---|---|",
+        ]
+        lines += [
+            f"| {r['dataset']} | x{r['scale']} | {r['model']} | {r['ours_net_s']} | {r['opencv']} | "
+            f"{r['opencv_net_s']} | {r['opencv_net_no_winograd_s']} |"
+            for r in net_rows
+        ]
     (out / f"{args.tag}.md").write_text("\n".join(lines) + "\n")
     return 0
