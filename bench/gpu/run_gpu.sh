@@ -7,13 +7,16 @@
 #   bash bench/gpu/run_gpu.sh
 # Every step runs under a timeout taken from one deadline (DEADLINE s after the start), so the results are
 # packed even when a step overruns. What comes back under $OUT: results.tgz.part-* (weights, cards, logs,
-# bench tables, figures) and summary.txt.
+# bench tables) and summary.txt.
 # Here: cat results.tgz.part-* | tar xz
 #       python -m model_store.complete_cards runs/gpu        (measures BSD100, which stayed here)
 #       python -m model_store.install_weights runs/gpu       (copies a model only where it measures better)
-#       python -m model_store.results_table; copy runs/gpu/figures/*.png to docs/figures/ and
-#       runs/gpu/bench/*.{json,md} to bench/results/ (named after the GPU); commit.
-# PHASES picks what runs (default "tests bench e2e train figures"), e.g. PHASES="tests bench" bash ...
+#       python -m model_store.results_table; copy runs/gpu/bench/*.{json,md} to bench/results/ (named
+#       after the GPU); redraw the figures from the installed weights (here: shipped cards' names win
+#       over runs/gpu's, so the GPU side can't), e.g. srserve compare --models bicubic,srresnet_x4,srgan_x4
+#       --dataset Set14 --image img_001 --scale 4 --at 140,40 --out docs/figures/srgan_x4_set14_img_001.png
+#       and the zoo_x4_set5_img_003 line in the README; commit.
+# PHASES picks what runs (default "tests bench e2e train"), e.g. PHASES="tests bench" bash ...
 # Dry run without a GPU (checks the plumbing, minutes): DEVICE=cpu BUDGET=20 EVAL_SETS=Set5 DEADLINE=900 \
 #   BENCH_MODELS=fsrcnn_x4 BENCH_SIZES=64 E2E_JOBS=16 E2E_MODEL=fsrcnn_x4 ZOO=gpu-small OUT=/tmp/out \
 #   PYTHON=.venv/bin/python bash bench/gpu/run_gpu.sh
@@ -54,9 +57,9 @@ fi
 log "data ready"
 
 # PHASES (in this order): tests, bench (naive/pure/engine), e2e (API + Redis + worker, batching on/off),
-# train (ZOO profile of scripts/train_zoo.sh: gpu-deep by default), figures. Training takes what the deadline
+# train (ZOO profile of scripts/train_zoo.sh: gpu-deep by default). Training takes what the deadline
 # leaves after the phases behind it.
-PHASES=" ${PHASES:-tests bench e2e train figures} "
+PHASES=" ${PHASES:-tests bench e2e train} "
 has() { [[ $PHASES == *" $1 "* ]]; }
 # what the bench and e2e phases leave for the phases after them (training wants the most)
 if has train; then reserve_bench=340 reserve_e2e=250; else reserve_bench=120 reserve_e2e=60; fi
@@ -90,7 +93,7 @@ if has e2e && [ -x .gpu/bin/redis-server ]; then  # 3. end to end, 256² inputs 
 fi
 
 if has train; then  # 4. train: the budget is what the deadline leaves after the final evaluations (~50 s),
-  # the figures and the packing
+  # and the packing
   BUDGET=${BUDGET:-$(( DEADLINE - ($(date +%s) - start) - 110 ))}
   log "training budget ${BUDGET} s"
   if (( BUDGET >= 60 )); then
@@ -99,15 +102,6 @@ if has train; then  # 4. train: the budget is what the deadline leaves after the
   log "training done"
 fi
 
-if has figures && [ -f runs/gpu/srgan_x4.json ]; then  # 5. SRGAN texture figure: bicubic / SRResNet / SRGAN / HR
-  mkdir -p runs/gpu/figures
-  for img in img_001 img_003; do
-    step 25 $PY -m srserve.cli --log-level WARNING compare --models bicubic,srresnet_x4,srgan_x4 \
-      --dataset Set14 --image $img --scale 4 --weights runs/gpu --device "$DEVICE" \
-      --out runs/gpu/figures/srgan_x4_set14_$img.png >> "$OUT/summary.txt" 2>&1
-  done
-  log "figures done"
-fi
 
 grep -h -E "FAILED|done|Set5" runs/gpu/logs/*.log 2>/dev/null | tail -40 >> "$OUT/summary.txt"
 cat runs/gpu/bench/*.md >> "$OUT/summary.txt" 2>/dev/null
