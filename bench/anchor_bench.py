@@ -100,8 +100,7 @@ def net_only_seconds(desc: SRDescriptor, model_file: Path, lrs: list[np.ndarray]
                     [round(seconds, 3) for _, seconds in timed], strict=True))
 
 
-def best_of_interleaved(runs: Sequence[Callable[[], list[np.ndarray]]], repeats: int
-                        ) -> list[tuple[list[np.ndarray], float]]:
+def best_of_interleaved(runs: Sequence[Callable[[], list[Any]]], repeats: int) -> list[tuple[list[Any], float]]:
     """Per run: (outputs, seconds of its fastest of `repeats` timed passes over the set), after one
     warm-up pass each. The runs take turns, so a change in the load of a shared machine hits all of
     them alike, and the minimum is the pass least disturbed by it (as timeit does)."""
@@ -154,6 +153,7 @@ def run(args: argparse.Namespace) -> int:
                 "opencv_psnr": round(cv_psnr, 2),
                 "opencv_ssim": round(cv_ssim, 4),
                 "opencv_s": round(cv_s, 3),
+                # LapSRN's graphs end in several outputs: whole pipelines only
                 **(net_only_seconds(desc, model_file, lrs, args.repeats) if family != "lapsrn" else {}),
             }
             log.info("%s", row)
