@@ -35,7 +35,7 @@ from model_store.card import ModelCard
 from model_store.registry import SRDescriptor, load_descriptor
 from srserve import imaging
 from worker.engine import EngineConfig, InferenceEngine
-from worker.jobs import default_torch_threads, engine_config
+from worker.jobs import engine_config, set_torch_threads
 from worker.settings import WorkerSettings
 
 log = logging.getLogger(__name__)
@@ -292,8 +292,9 @@ def run(
     catalog = served_catalog()
     cases: list[Case] = []
     gpu = device.type == "cuda"
-    torch.set_num_threads(default_torch_threads())  # what a worker on this machine uses, for every mode
-    config = engine_config(WorkerSettings(device=device.type), str(device))  # and its engine
+    settings = WorkerSettings(device=device.type)
+    set_torch_threads(settings)  # what a worker on this machine uses, for every mode
+    config = engine_config(settings, str(device))  # and its engine
     for name in models:
         card: ModelCard = catalog.resolve(name, scale)
         desc = load_descriptor(card, scale, catalog=catalog, device=device)

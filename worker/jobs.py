@@ -151,9 +151,14 @@ def engine_config(settings: WorkerSettings, device: str) -> EngineConfig:
     )
 
 
+def set_torch_threads(settings: WorkerSettings) -> None:
+    """The process's intra-op threads: `SRSERVE_TORCH_THREADS`, else `default_torch_threads()`."""
+    torch.set_num_threads(settings.torch_threads or default_torch_threads())
+
+
 def build_engine(settings: WorkerSettings, device: str, metrics: EngineMetrics | None) -> InferenceEngine:
     """The device thread every job of this process sends its tiles to."""
-    torch.set_num_threads(settings.torch_threads or default_torch_threads())
+    set_torch_threads(settings)
     return InferenceEngine(engine_config(settings, device), metrics).start()
 
 
