@@ -15,9 +15,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
+from model_store.allocator import retain_freed_memory
 from model_store.card import Catalog, ModelCard
 from model_store.resize import imresize_torch
 
@@ -120,15 +120,26 @@ _YCBCR_OFFSET = torch.tensor([16.0, 128.0, 128.0], dtype=torch.float64) / 255.0
 _YCBCR2RGB = torch.linalg.inv(_RGB2YCBCR)
 
 
+def _planes_matmul(m: torch.Tensor, x: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
+    """`m` (c, k) times the k planes of `x` (B, k, H, W), plus `bias` (c,): one batched GEMM (B, c, H, W).
+    BLAS runs it several times faster than PyTorch's CPU path for a 1x1 convolution of so few channels."""
+    b, k, h, w = x.shape
+    out = torch.baddbmm(bias.view(1, -1, 1), m.expand(b, -1, -1), x.reshape(b, k, h * w))
+    return out.view(b, -1, h, w)
+
+
 def rgb_to_ycbcr(x: torch.Tensor) -> torch.Tensor:
-    # a 1x1 convolution with bias: one pass over the image, no temporaries
-    m = _RGB2YCBCR.to(x.device, x.dtype)[:, :, None, None]
-    return F.conv2d(x, m, _YCBCR_OFFSET.to(x.device, x.dtype))
+    return _planes_matmul(_RGB2YCBCR.to(x.device, x.dtype), x, _YCBCR_OFFSET.to(x.device, x.dtype))
 
 
-def ycbcr_to_rgb(x: torch.Tensor) -> torch.Tensor:
-    m = _YCBCR2RGB.to(x.device, x.dtype)
-    return F.conv2d(x, m[:, :, None, None], -(m @ _YCBCR_OFFSET.to(x.device, x.dtype)))
+def ycbcr_planes_to_rgb(y: torch.Tensor, chroma: torch.Tensor) -> torch.Tensor:
+    """RGB from Y (B, 1, H, W) and Cb/Cr (B, 2, H, W), the inverse of `rgb_to_ycbcr`, without stacking
+    the planes first: the chroma GEMM, then Y added to every channel with its weight (255/219 in all three)."""
+    m = _YCBCR2RGB.to(chroma.device, chroma.dtype)
+    out = _planes_matmul(m[:, 1:], chroma, -(m @ _YCBCR_OFFSET.to(chroma.device, chroma.dtype)))
+    b, _, h, w = out.shape
+    out.view(b, 3, h * w).addcmul_(m[:, 0].view(1, 3, 1), y.reshape(b, 1, h * w).to(out.dtype))
+    return out
 
 
 class WeightsMismatchError(RuntimeError):
@@ -165,7 +176,7 @@ class SRDescriptor:
             ycc = rgb_to_ycbcr(x)
             y = self._forward(ycc[:, :1], dtype)
             chroma = imresize_torch(ycc[:, 1:], scale=float(self.scale))
-            out = ycbcr_to_rgb(torch.cat([y, chroma], dim=1))
+            out = ycbcr_planes_to_rgb(y, chroma)
         else:
             out = self._forward(x, dtype)
         return out.clamp_(0.0, 1.0)
@@ -198,6 +209,7 @@ def load_descriptor(
     """Build the network named by a card, load and verify its weights, and wrap it."""
     from safetensors.torch import load_file
 
+    retain_freed_memory()  # once per process: activations are reused, not faulted back in (see there)
     spec = arch_spec(card.architecture)
     module = spec.factory(scale=scale, **card.arch_args)
     if card.weights_file:

@@ -215,7 +215,10 @@ def load_rgb_uint8(path: str) -> np.ndarray:
 
 def to_uint8(rgb: np.ndarray) -> np.ndarray:
     """Float [0, 1] -> uint8 with rounding: the 8-bit output every metric is measured on."""
-    return np.clip(np.rint(rgb * 255.0), 0, 255).astype(np.uint8)
+    scaled = rgb * 255.0  # the one temporary: rounding and clipping happen in it
+    np.rint(scaled, out=scaled)
+    np.clip(scaled, 0, 255, out=scaled)
+    return scaled.astype(np.uint8)
 
 
 def encode(

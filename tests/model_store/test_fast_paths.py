@@ -14,9 +14,9 @@ from torch import nn
 
 from model_store import fast_resize
 from model_store.card import Catalog
-from model_store.cpu_inference import SigmoidTanh, prepare_for_cpu
+from model_store.cpu_inference import PrescaledSigmoidTanh, SigmoidTanh, prepare_for_cpu
 from model_store.fast_resize import imresize_torch_cached
-from model_store.registry import arch_spec, load_descriptor
+from model_store.registry import arch_spec, load_descriptor, rgb_to_ycbcr, ycbcr_planes_to_rgb
 from model_store.resize import _out_size, _resize_axis_gather, imresize, polyphase_plan
 from model_store.subpixel import SubPixelDeconv, convert_deconvs, pixel_shuffle
 
@@ -109,9 +109,18 @@ def test_grouped_deconv_is_left_alone() -> None:
 def test_sigmoid_tanh_equals_tanh() -> None:
     x = torch.linspace(-30, 30, 600_000).reshape(1, 1, 1000, 600)
     assert float((SigmoidTanh()(x) - torch.tanh(x)).abs().max()) < 5e-7
-    net = nn.Sequential(nn.Conv2d(1, 2, 3), nn.Tanh(), nn.Sequential(nn.Tanh()))
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Conv2d(1, 2, 3), nn.Tanh(), nn.Sequential(nn.Tanh()), nn.Conv2d(2, 2, 3, padding=1))
+    net.requires_grad_(False)
+    x = torch.randn(2, 1, 17, 9) * 4
+    expected = net(x)
+    weight = net[0].weight.clone()
     assert prepare_for_cpu(net) == {"deconv": 0, "tanh": 2, "pixel_shuffle": 0}
     assert not any(isinstance(m, nn.Tanh) for m in net.modules())
+    # the tanh after a convolution takes its doubled output; the nested one has no convolution before it
+    assert isinstance(net[1], PrescaledSigmoidTanh) and isinstance(net[2][0], SigmoidTanh)
+    assert torch.equal(net[0].weight, weight * 2)
+    assert float((net(x) - expected).abs().max()) < 1e-6
 
 
 @pytest.mark.parametrize("out_channels", [1, 3, 64])
@@ -141,3 +150,16 @@ def test_cpu_descriptor_rewrites_layers_and_keeps_its_output(name: str, rewritte
     assert any(isinstance(m, rewritten) for m in reference.module.modules())
     x = torch.rand(1, 3, 23, 29)
     assert float((desc(x) - reference(x)).abs().max()) < 1e-5
+
+
+def test_ycbcr_round_trip_and_matlab_values() -> None:
+    rgb = torch.rand(2, 3, 11, 7, dtype=torch.float64)
+    ycc = rgb_to_ycbcr(rgb)
+    assert torch.allclose(ycbcr_planes_to_rgb(ycc[:, :1], ycc[:, 1:]), rgb, atol=1e-12)
+    # MATLAB rgb2ycbcr of pure white and black: Y = 235 and 16, chroma 128
+    ends = torch.tensor([1.0, 0.0], dtype=torch.float64).view(1, 1, 1, 2).expand(1, 3, 1, 2)
+    assert torch.allclose(rgb_to_ycbcr(ends).flatten() * 255, torch.tensor([235.0, 16, 128, 128, 128, 128],
+                                                                          dtype=torch.float64), atol=1e-9)
+    # any input layout (the pipeline hands over permuted HWC batches)
+    hwc = rgb.permute(0, 2, 3, 1).contiguous().permute(0, 3, 1, 2)
+    assert torch.allclose(rgb_to_ycbcr(hwc), ycc, atol=1e-12)
