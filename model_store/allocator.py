@@ -6,14 +6,14 @@ its mmap threshold are unmapped on free, and the top of the heap is trimmed once
 threshold lies free there. The next layer's block is then faulted in again, one 4 KiB page at a
 time. On the 2-core VM this project runs CPU work on, that was 1,200-1,800 minor faults per
 forward and 35-40% of the time of FSRCNN/ESPCN x4 on a 120×80 input (14.6 → 9.1 ms and
-12.7 → 8.1 ms, one thread; `srserve bench anchors` shows the whole-set effect).
+12.7 → 8.1 ms, one thread; whole-image `bench models` runs in bench/results/README.md).
 
 `retain_freed_memory` fixes both thresholds (setting them also turns off glibc's own adaptive
 threshold): blocks under 32 MiB come from the heap, and up to 256 MiB of free heap top is kept. The
 process keeps its high-water mark of such blocks instead of returning it; blocks of 32 MiB and more
 still come straight from the kernel, as before. It changes nothing where the C library is not glibc,
 or where the user set glibc's malloc variables (`MALLOC_MMAP_THRESHOLD_`, `MALLOC_TRIM_THRESHOLD_`,
-`GLIBC_TUNABLES`): their settings win.
+`MALLOC_TOP_PAD_`, `GLIBC_TUNABLES`): their settings win.
 """
 
 from __future__ import annotations
