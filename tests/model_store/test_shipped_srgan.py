@@ -1,5 +1,5 @@
-"""The shipped SRGAN against the shipped SRResNet it was fine-tuned from, on Set5 x4: the GAN's output
-carries measurably more high-frequency energy (the texture it is trained to add), while its
+"""The shipped SRGAN against the shipped SRResNet (it was fine-tuned from an earlier state of it), on Set5 x4:
+the GAN's output carries measurably more high-frequency energy (the texture it is trained to add), while its
 LR-consistency stays above the documented floor (`LR_CONSISTENCY_FLOOR_DB`): it still explains its input."""
 
 from __future__ import annotations
