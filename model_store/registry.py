@@ -8,6 +8,7 @@ owns the Y/CbCr split, clamping and `inference_mode`.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import importlib
 from collections.abc import Callable
@@ -128,17 +129,32 @@ def _planes_matmul(m: torch.Tensor, x: torch.Tensor, bias: torch.Tensor) -> torc
     return out.view(b, -1, h, w)
 
 
+@functools.cache
+def _colour_constants(device: torch.device, dtype: torch.dtype) -> dict[str, torch.Tensor]:
+    """The conversion matrices on `device`, made once: a fresh copy per call would be a host-to-device
+    transfer (and on CUDA a stream synchronisation) for every batch."""
+    m = _YCBCR2RGB.to(device, dtype)
+    return {
+        "to_ycc": _RGB2YCBCR.to(device, dtype),
+        "ycc_offset": _YCBCR_OFFSET.to(device, dtype),
+        "chroma_to_rgb": m[:, 1:].contiguous(),
+        "rgb_bias": -(_YCBCR2RGB @ _YCBCR_OFFSET).to(device, dtype),
+        "y_weight": m[:, 0].reshape(1, 3, 1).contiguous(),
+    }
+
+
 def rgb_to_ycbcr(x: torch.Tensor) -> torch.Tensor:
-    return _planes_matmul(_RGB2YCBCR.to(x.device, x.dtype), x, _YCBCR_OFFSET.to(x.device, x.dtype))
+    c = _colour_constants(x.device, x.dtype)
+    return _planes_matmul(c["to_ycc"], x, c["ycc_offset"])
 
 
 def ycbcr_planes_to_rgb(y: torch.Tensor, chroma: torch.Tensor) -> torch.Tensor:
     """RGB from Y (B, 1, H, W) and Cb/Cr (B, 2, H, W), the inverse of `rgb_to_ycbcr`, without stacking
     the planes first: the chroma GEMM, then Y added to every channel with its weight (255/219 in all three)."""
-    m = _YCBCR2RGB.to(chroma.device, chroma.dtype)
-    out = _planes_matmul(m[:, 1:], chroma, -(m @ _YCBCR_OFFSET.to(chroma.device, chroma.dtype)))
+    c = _colour_constants(chroma.device, chroma.dtype)
+    out = _planes_matmul(c["chroma_to_rgb"], chroma, c["rgb_bias"])
     b, _, h, w = out.shape
-    out.view(b, 3, h * w).addcmul_(m[:, 0].view(1, 3, 1), y.reshape(b, 1, h * w).to(out.dtype))
+    out.view(b, 3, h * w).addcmul_(c["y_weight"], y.reshape(b, 1, h * w).to(out.dtype))
     return out
 
 
