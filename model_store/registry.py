@@ -14,6 +14,7 @@ import importlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 import torch
 from torch import nn
@@ -129,32 +130,40 @@ def _planes_matmul(m: torch.Tensor, x: torch.Tensor, bias: torch.Tensor) -> torc
     return out.view(b, -1, h, w)
 
 
+class _ColourConstants(NamedTuple):
+    to_ycc: torch.Tensor  # (3, 3)
+    ycc_offset: torch.Tensor  # (3,)
+    chroma_to_rgb: torch.Tensor  # (3, 2): the Cb/Cr columns of the inverse
+    rgb_bias: torch.Tensor  # (3,)
+    y_weight: torch.Tensor  # (1, 3, 1): the Y column of the inverse, broadcast over pixels
+
+
 @functools.cache
-def _colour_constants(device: torch.device, dtype: torch.dtype) -> dict[str, torch.Tensor]:
+def _colour_constants(device: torch.device, dtype: torch.dtype) -> _ColourConstants:
     """The conversion matrices on `device`, made once: a fresh copy per call would be a host-to-device
     transfer (and on CUDA a stream synchronisation) for every batch."""
     m = _YCBCR2RGB.to(device, dtype)
-    return {
-        "to_ycc": _RGB2YCBCR.to(device, dtype),
-        "ycc_offset": _YCBCR_OFFSET.to(device, dtype),
-        "chroma_to_rgb": m[:, 1:].contiguous(),
-        "rgb_bias": -(_YCBCR2RGB @ _YCBCR_OFFSET).to(device, dtype),
-        "y_weight": m[:, 0].reshape(1, 3, 1).contiguous(),
-    }
+    return _ColourConstants(
+        to_ycc=_RGB2YCBCR.to(device, dtype),
+        ycc_offset=_YCBCR_OFFSET.to(device, dtype),
+        chroma_to_rgb=m[:, 1:].contiguous(),
+        rgb_bias=-(_YCBCR2RGB @ _YCBCR_OFFSET).to(device, dtype),
+        y_weight=m[:, 0].reshape(1, 3, 1).contiguous(),
+    )
 
 
 def rgb_to_ycbcr(x: torch.Tensor) -> torch.Tensor:
     c = _colour_constants(x.device, x.dtype)
-    return _planes_matmul(c["to_ycc"], x, c["ycc_offset"])
+    return _planes_matmul(c.to_ycc, x, c.ycc_offset)
 
 
 def ycbcr_planes_to_rgb(y: torch.Tensor, chroma: torch.Tensor) -> torch.Tensor:
     """RGB from Y (B, 1, H, W) and Cb/Cr (B, 2, H, W), the inverse of `rgb_to_ycbcr`, without stacking
     the planes first: the chroma GEMM, then Y added to every channel with its weight (255/219 in all three)."""
     c = _colour_constants(chroma.device, chroma.dtype)
-    out = _planes_matmul(c["chroma_to_rgb"], chroma, c["rgb_bias"])
+    out = _planes_matmul(c.chroma_to_rgb, chroma, c.rgb_bias)
     b, _, h, w = out.shape
-    out.view(b, 3, h * w).addcmul_(c["y_weight"], y.reshape(b, 1, h * w).to(out.dtype))
+    out.view(b, 3, h * w).addcmul_(c.y_weight, y.reshape(b, 1, h * w))
     return out
 
 
