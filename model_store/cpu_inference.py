@@ -1,7 +1,9 @@
 """Rewrites of a loaded, frozen network for CPU inference: same operator, faster kernels.
 
 - Transposed convolutions become sub-pixel convolutions (`model_store.subpixel`): PyTorch's CPU
-  deconvolution takes a slow col2im path.
+  deconvolution takes a slow col2im path. FSRCNN then adds its bicubic skip to that convolution's output
+  on the LR grid, before the pixel shuffle (`fast_resize.bicubic_phases`), not as a full-size resize and
+  sum: 0.3 ms of FSRCNN x4's ~5.6 ms on a 120x80 input, one thread.
 - tanh becomes 2·sigmoid(2x) − 1, computed in place: PyTorch's CPU tanh costs ~3× a sigmoid (AVX2,
   one thread: 3.6 vs 1.3 ms for ESPCN's 64×120×125 activation, a third of ESPCN's time); the two
   differ by < 2e-7. Where the tanh follows a convolution in a Sequential (ESPCN), the factor 2 goes

@@ -15,6 +15,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from model_store.fast_resize import bicubic_phases, imresize_torch_cached
+
 
 def _phase_taps(kernel: int, stride: int, padding: int) -> tuple[list[tuple[int, list[tuple[int, int]]]], int, int]:
     """Per output phase p: [(j, k)]: output row q*s + p reads input row q + j through kernel tap k.
@@ -67,11 +69,20 @@ class SubPixelDeconv(nn.Module):
         self.stride, self.kernel, self.padding, self.output_padding = s, kh, ph, oph
         self.j_min, self.j_max = j_min, j_max
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, bicubic_of: torch.Tensor | None = None) -> torch.Tensor:
+        """The transposed convolution of `x`; plus, if given, the MATLAB-bicubic upscaling of the LR image
+        `bicubic_of` (a residual skip), added on the LR grid before the pixel shuffle."""
         h, w = x.shape[-2:]
         s = self.stride
         out_h = (h - 1) * s - 2 * self.padding + self.kernel + self.output_padding
         out_w = (w - 1) * s - 2 * self.padding + self.kernel + self.output_padding
+        if bicubic_of is not None:
+            # the conv's LR block r is output pixels r*s .. r*s+s-1: the skip needs an output exactly s times x
+            if (out_h, out_w) != (h * s, w * s) or tuple(bicubic_of.shape[-2:]) != (h, w):
+                raise ValueError(f"a bicubic skip needs an output of exactly {s} times the input, not {out_h}x{out_w}")
+            skip = bicubic_phases(bicubic_of, s)
+            if skip is None:  # too small for MATLAB's mirroring as a convolution
+                return self(x) + imresize_torch_cached(bicubic_of, scale=float(s))
         qh, qw = -(-out_h // s), -(-out_w // s)  # LR positions needed to cover the output
         # zero padding so that input rows q + j exist for q < q_out, j in [j_min, j_max]
         left = -self.j_min
@@ -81,6 +92,8 @@ class SubPixelDeconv(nn.Module):
             out = F.conv2d(x, weight, bias, padding=left)
         else:
             out = F.conv2d(F.pad(x, (left, right_w, left, right_h)), weight, bias)
+        if bicubic_of is not None:
+            out += skip
         return pixel_shuffle(out, s)[..., :out_h, :out_w]
 
 

@@ -19,6 +19,7 @@ from torch import nn
 
 from model_store.fast_resize import imresize_torch_cached
 from model_store.registry import register_arch
+from model_store.subpixel import SubPixelDeconv
 
 
 class FSRCNN(nn.Module):
@@ -46,7 +47,10 @@ class FSRCNN(nn.Module):
         nn.init.zeros_(self.deconv.bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out = self.deconv(self.body(x))
+        features = self.body(x)
+        if self.residual and isinstance(self.deconv, SubPixelDeconv):  # CPU inference (model_store.cpu_inference)
+            return self.deconv(features, bicubic_of=x)  # the skip added on the LR grid, before the shuffle
+        out = self.deconv(features)
         if self.residual:
             out = out + imresize_torch_cached(x, scale=float(self.scale))
         return out

@@ -100,6 +100,36 @@ def test_subpixel_rewrite_equals_transposed_conv(c_in: int, c_out: int, kernel: 
             assert torch.allclose(a, b, atol=1e-4), float((a - b).abs().max())
 
 
+@pytest.mark.parametrize(("channels", "stride", "output_padding"), [(1, 4, 3), (1, 3, 2), (1, 2, 1), (3, 2, 0)])
+def test_subpixel_deconv_adds_the_bicubic_skip_before_its_shuffle(channels: int, stride: int,
+                                                                   output_padding: int) -> None:
+    """FSRCNN's skip on the LR grid == the transposed conv plus the full-size MATLAB resize (tiny inputs take
+    that path); a geometry whose output is not exactly s times the input is refused."""
+    torch.manual_seed(stride)
+    deconv = nn.ConvTranspose2d(8, channels, 9, stride=stride, padding=4, output_padding=output_padding)
+    fast = SubPixelDeconv(deconv)
+    with torch.no_grad():
+        for hw in [(1, 1), (2, 3), (7, 5), (24, 31)]:
+            x, lr = torch.randn(2, 8, *hw), torch.rand(2, channels, *hw)
+            expected = deconv(x)
+            if expected.shape[-2:] != (hw[0] * stride, hw[1] * stride):
+                with pytest.raises(ValueError, match="exactly"):
+                    fast(x, bicubic_of=lr)
+                continue
+            expected = expected + imresize_torch_cached(lr, scale=float(stride))
+            assert float((fast(x, bicubic_of=lr) - expected).abs().max()) < 1e-4
+
+
+def test_bicubic_phases_shuffle_to_the_matlab_resize() -> None:
+    lr = torch.rand(2, 3, 9, 14, dtype=torch.float64)
+    for scale in (2, 3, 4):
+        phases = fast_resize.bicubic_phases(lr, scale)
+        assert phases is not None and phases.shape == (2, 3 * scale * scale, 9, 14)
+        assert torch.allclose(F.pixel_shuffle(phases, scale), imresize_torch_cached(lr, scale=float(scale)),
+                              atol=1e-12)
+    assert fast_resize.bicubic_phases(torch.rand(1, 1, 1, 5), 4) is None  # mirroring wraps more than once
+
+
 def test_grouped_deconv_is_left_alone() -> None:
     net = nn.Sequential(nn.ConvTranspose2d(4, 4, 4, stride=2, padding=1, groups=2), nn.ConvTranspose2d(4, 1, 3))
     assert convert_deconvs(net) == 1
