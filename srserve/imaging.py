@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
 
-from srserve import png16
+from srserve import png
 
 # Pillow's own bomb guard raises DecompressionBombError at 2x this; we enforce our configurable
 # limit before decoding, so switch Pillow's global off and never decode without probing first.
@@ -140,7 +140,7 @@ def decode(data: bytes, max_pixels: int) -> DecodedImage:
     except (OSError, ValueError, SyntaxError, EOFError) as exc:
         raise CorruptImageError(f"the image data is truncated or corrupt ({exc})") from exc
     icc = icc if isinstance(icc, bytes) else None
-    if info.format == "PNG" and info.n_frames == 1 and png16.is_deep_colour(data):
+    if info.format == "PNG" and info.n_frames == 1 and png.is_deep_colour(data):
         return _decode_png16(data, info, icc, orientation or 1, notes)
     return _to_arrays(img, info, icc, notes)
 
@@ -148,10 +148,10 @@ def decode(data: bytes, max_pixels: int) -> DecodedImage:
 def _decode_png16(data: bytes, info: ImageInfo, icc: bytes | None, orientation: int, notes: list[str]) -> DecodedImage:
     """16-bit RGB(A)/gray+alpha PNG at full precision (Pillow would keep only the high byte)."""
     try:
-        values, ctype = png16.decode(data)
-    except png16.PngError as exc:
+        values, ctype = png.decode(data)
+    except png.PngError as exc:
         raise CorruptImageError(f"the image data is truncated or corrupt ({exc})") from exc
-    arr = png16.orient(values.astype(np.float32) / 65535.0, orientation)
+    arr = png.orient(values.astype(np.float32) / 65535.0, orientation)
     if ctype == 4:  # gray + alpha
         rgb, alpha = np.repeat(arr[..., :1], 3, axis=2), arr[..., 1]
         notes.append("grayscale input: processed as RGB")
@@ -221,6 +221,22 @@ def to_uint8(rgb: np.ndarray) -> np.ndarray:
     return scaled.astype(np.uint8)
 
 
+def _to_uint16(values: np.ndarray) -> np.ndarray:
+    return np.clip(np.rint(values * 65535.0), 0, 65535).astype(np.uint16)
+
+
+def _png_samples(rgb: np.ndarray, alpha: np.ndarray | None, bit_depth: int) -> np.ndarray:
+    """(H, W, C) samples of a result PNG: 8 or 16 bits as the input had; a 16-bit gray image stays gray."""
+    if bit_depth != 16:
+        rgb8 = to_uint8(rgb)
+        return rgb8 if alpha is None else np.dstack([rgb8, to_uint8(alpha)])
+    rgb16 = _to_uint16(rgb)
+    if alpha is not None:
+        return np.dstack([rgb16, _to_uint16(alpha)])
+    gray = np.array_equal(rgb16[..., 0], rgb16[..., 1]) and np.array_equal(rgb16[..., 1], rgb16[..., 2])
+    return rgb16[..., :1] if gray else rgb16
+
+
 def encode(
     rgb: np.ndarray,
     fmt: str,
@@ -238,18 +254,8 @@ def encode(
     params: dict[str, object] = {}
     if icc_profile:
         params["icc_profile"] = icc_profile
-    if fmt == "png" and bit_depth == 16:
-        # Pillow writes 16-bit PNG only for single-channel images: gray goes through Pillow, colour
-        # and alpha through srserve.png16
-        if alpha is not None or not (
-            np.allclose(rgb[..., 0], rgb[..., 1]) and np.allclose(rgb[..., 1], rgb[..., 2])
-        ):
-            return png16.encode(rgb, alpha, icc_profile), notes
-        gray16 = np.clip(np.rint(rgb[..., 0] * 65535.0), 0, 65535).astype(np.uint16)
-        img = Image.fromarray(gray16)
-        buf = io.BytesIO()
-        img.save(buf, format=pil_format, **params)
-        return buf.getvalue(), notes
+    if fmt == "png":  # srserve.png: writes 16-bit colour, which Pillow cannot, and 3x faster than Pillow
+        return png.encode_samples(_png_samples(rgb, alpha, bit_depth), icc_profile), notes
     if bit_depth == 16:
         notes.append(f"16-bit input written as 8-bit {fmt.upper()}")
     rgb8 = to_uint8(rgb)
@@ -258,14 +264,10 @@ def encode(
             notes.append("alpha channel dropped: JPEG has none")
             img = Image.fromarray(rgb8, "RGB")
         else:
-            a8 = to_uint8(alpha)
-            img = Image.fromarray(np.dstack([rgb8, a8]), "RGBA")
+            img = Image.fromarray(np.dstack([rgb8, to_uint8(alpha)]), "RGBA")
     else:
         img = Image.fromarray(rgb8, "RGB")
-    if fmt in ("jpeg", "webp"):
-        params["quality"] = quality
-    if fmt == "png":
-        params["compress_level"] = 1  # speed over a few % of size: results are short-lived
+    params["quality"] = quality
     buf = io.BytesIO()
     img.save(buf, format=pil_format, **params)
     return buf.getvalue(), notes

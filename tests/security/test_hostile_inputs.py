@@ -17,7 +17,7 @@ import pytest
 from PIL import Image
 
 from model_store.resize import imresize
-from srserve import png16
+from srserve import png
 from tests.conftest import LiveService
 from tests.security import odd_images as odd
 from tests.service import images
@@ -249,7 +249,7 @@ def test_16bit_colour_png_comes_back_16bit(live: LiveService, channels: int) -> 
     job, out = run(live, odd.png16(arr))
     assert _ihdr(out) == (28, 20, 16, 2 if channels == 3 else 6)
     assert not any("8-bit" in n for n in job["metrics"]["notes"])
-    values, _ = png16.decode(out)
+    values, _ = png.decode(out)
     want = np.clip(imresize(arr.astype(np.float64) / 65535.0, scale=2.0), 0, 1)
     err = np.abs(values / 65535.0 - want).max()
     assert err < 4e-4, err  # 8-bit output would be off by up to 2e-3: the low byte is real

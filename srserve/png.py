@@ -1,6 +1,13 @@
-"""16-bit colour PNG, read and written with zlib + numpy, because Pillow cannot: it reads RGB(A)
-and gray+alpha PNGs with 16 bits per sample as 8-bit (dropping the low byte) and writes 16-bit PNG
-only for single-channel images. With these, a 16-bit input keeps its 16 bits through the service.
+"""PNG read and written with zlib + numpy, where Pillow falls short.
+
+- 16-bit colour: Pillow reads RGB(A) and gray+alpha PNGs with 16 bits per sample as 8-bit (dropping
+  the low byte) and writes 16-bit PNG only for single-channel images. With `decode` and `encode`, a
+  16-bit input keeps its 16 bits through the service.
+- Speed: every result PNG is written by `encode_samples`: Up-filtered rows deflated with zlib's
+  run-length strategy. Pillow's level 1 picks among all five filters per row and searches for matches;
+  on our models' outputs (EDSR x2, FSRCNN x4 of Set14/BSD100 images) this is 2-3x faster for files
+  4-13% larger (Set14 img_001 x2: 6.5 vs 20.8 ms, 515 vs 489 KiB). The result PNG is a large share of
+  a CPU job's time, and on a GPU worker the host's encoding is what bounds its throughput.
 
 Decoding undoes the PNG row filters (spec section 9) for all rows at once along anti-diagonals:
 a byte depends only on its left, upper and upper-left neighbours, which lie on earlier diagonals,
@@ -132,20 +139,35 @@ def _chunk(kind: bytes, body: bytes) -> bytes:
     return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body) & 0xFFFFFFFF)
 
 
-def encode(rgb: np.ndarray, alpha: np.ndarray | None = None, icc_profile: bytes | None = None,
-           level: int = 1) -> bytes:
-    """Float RGB [0, 1] (H, W, 3) (+ alpha (H, W)) -> 16-bit RGB/RGBA PNG (filter 0 rows)."""
-    planes = [rgb] if alpha is None else [rgb, alpha[..., None]]
-    arr = np.concatenate(planes, axis=2) if len(planes) > 1 else rgb
-    samples = np.clip(np.rint(arr * 65535.0), 0, 65535).astype(">u2")
+COLOUR_TYPES = {1: 0, 2: 4, 3: 2, 4: 6}  # samples per pixel -> colour type (gray, gray+alpha, RGB, RGBA)
+
+
+def _up_filtered(rows: np.ndarray) -> np.ndarray:
+    """(H, N) bytes -> (H, 1 + N) scanlines, all of filter type 2 (Up: each byte minus the one above it;
+    uint8 arithmetic wraps modulo 256 as the spec's does)."""
+    height, n = rows.shape
+    out = np.empty((height, 1 + n), np.uint8)
+    out[:, 0] = 2
+    out[0, 1:] = rows[0]
+    np.subtract(rows[1:], rows[:-1], out=out[1:, 1:])
+    return out
+
+
+def encode_samples(samples: np.ndarray, icc_profile: bytes | None = None) -> bytes:
+    """(H, W, C) uint8 or uint16 samples, C = 1 (gray), 2 (gray + alpha), 3 (RGB) or 4 (RGBA) -> PNG."""
     height, width, channels = samples.shape
-    rows = samples.reshape(height, width * channels).view(np.uint8).reshape(height, width * channels * 2)
-    scanlines = np.concatenate([np.zeros((height, 1), np.uint8), rows], axis=1)
-    ctype = 2 if channels == 3 else 6
-    out = [SIGNATURE, _chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 16, ctype, 0, 0, 0))]
+    depth = {np.dtype(np.uint8): 8, np.dtype(np.uint16): 16}.get(samples.dtype)
+    if depth is None or channels not in COLOUR_TYPES:
+        raise ValueError(f"cannot write {samples.dtype} samples with {channels} channels as PNG")
+    big_endian = samples.astype(">u2", copy=False) if depth == 16 else samples
+    rows = np.ascontiguousarray(big_endian).reshape(height, -1).view(np.uint8)
+    ihdr = struct.pack(">IIBBBBB", width, height, depth, COLOUR_TYPES[channels], 0, 0, 0)
+    out = [SIGNATURE, _chunk(b"IHDR", ihdr)]
     if icc_profile:
         out.append(_chunk(b"iCCP", b"ICC profile\x00\x00" + zlib.compress(icc_profile)))
-    out.append(_chunk(b"IDAT", zlib.compress(scanlines.tobytes(), level)))
+    # Z_RLE looks only for runs (distance-1 matches): what Up-filtered smooth rows are made of
+    deflater = zlib.compressobj(1, zlib.DEFLATED, 15, 9, zlib.Z_RLE)
+    out.append(_chunk(b"IDAT", deflater.compress(_up_filtered(rows)) + deflater.flush()))
     out.append(_chunk(b"IEND", b""))
     return b"".join(out)
 
