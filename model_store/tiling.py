@@ -129,16 +129,31 @@ class Stitcher:
     def __init__(self, plan: TilePlan, scale: int, channels: int = 3, dtype: type = np.float32) -> None:
         self.plan = plan
         self.scale = scale
-        self.output = np.empty((plan.height * scale, plan.width * scale, channels), dtype=dtype)
+        self.shape = (plan.height * scale, plan.width * scale, channels)
+        self.dtype = np.dtype(dtype)
+        self._output: np.ndarray | None = None
         self._done = np.zeros(len(plan.tiles), dtype=bool)
 
-    def add(self, tile: Tile, upscaled: np.ndarray) -> None:
-        s = self.scale
-        cy0, cy1 = tile.core_y0 - tile.y0, tile.core_y1 - tile.y0
-        cx0, cx1 = tile.core_x0 - tile.x0, tile.core_x1 - tile.x0
-        self.output[tile.core_y0 * s : tile.core_y1 * s, tile.core_x0 * s : tile.core_x1 * s] = upscaled[
-            cy0 * s : cy1 * s, cx0 * s : cx1 * s
-        ]
+    @property
+    def output(self) -> np.ndarray:
+        if self._output is None:
+            self._output = np.empty(self.shape, dtype=self.dtype)
+        return self._output
+
+    def add(self, tile: Tile, upscaled: np.ndarray, *, owned: bool = False) -> None:
+        """Copy the tile's core into the output. `owned`: the caller hands `upscaled` over (nothing else
+        writes it later); a one-tile plan's tile that is exactly the output then becomes the output, with
+        no copy and no fresh output allocation (whose first-touch page faults cost more than the copy:
+        up to 25 ms for a 1024² RGB output on the 2-core test VM)."""
+        if owned and len(self.plan.tiles) == 1 and upscaled.shape == self.shape and upscaled.dtype == self.dtype:
+            self._output = upscaled
+        else:
+            s = self.scale
+            cy0, cy1 = tile.core_y0 - tile.y0, tile.core_y1 - tile.y0
+            cx0, cx1 = tile.core_x0 - tile.x0, tile.core_x1 - tile.x0
+            self.output[tile.core_y0 * s : tile.core_y1 * s, tile.core_x0 * s : tile.core_x1 * s] = upscaled[
+                cy0 * s : cy1 * s, cx0 * s : cx1 * s
+            ]
         self._done[tile.index] = True
 
     @property

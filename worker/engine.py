@@ -117,9 +117,9 @@ class _JobWork:
         self.stats = EngineStats(tiles=len(plan.tiles), tile_size=plan.tile_h)
         self.lock = threading.Lock()
 
-    def finish_tile(self, tile: Tile, out: np.ndarray, batch: int, seconds: float) -> None:
+    def finish_tile(self, tile: Tile, out: np.ndarray, batch: int, seconds: float, *, owned: bool = False) -> None:
         with self.lock:
-            self.stitcher.add(tile, out)
+            self.stitcher.add(tile, out, owned=owned)
             self.remaining -= 1
             self.stats.max_batch = max(self.stats.max_batch, batch)
             self.stats.inference_s += seconds
@@ -367,8 +367,11 @@ class InferenceEngine:
             if self.metrics:
                 self.metrics.observe_batch(descriptor.name, len(batch), seconds, out.shape, batch)
             per_tile = seconds / len(batch)
+            # a batch of one in a fresh array (no staging slot, which the next batch overwrites) is handed
+            # to its job: a one-tile job keeps it as its output instead of copying it
+            owned = len(batch) == 1 and len(out) == 1 and not self._use_staging
             for r, tile_out in zip(batch, out, strict=True):
-                r.work.finish_tile(r.tile, tile_out, len(batch), per_tile)
+                r.work.finish_tile(r.tile, tile_out, len(batch), per_tile, owned=owned)
         except Exception as exc:  # a failed copy fails its jobs, never the engine
             log.exception("finishing a batch of %d tiles for %s failed", len(batch), descriptor.name)
             for r in batch:

@@ -12,7 +12,7 @@ import torch
 from model_store.card import Catalog, ModelCard
 from model_store.metrics import psnr
 from model_store.registry import SRDescriptor, load_descriptor
-from model_store.tiling import plan_tiles
+from model_store.tiling import Stitcher, plan_tiles
 from tests.engine.concurrent_jobs import upscale_concurrently
 from worker.engine import BatchPolicy, EngineConfig, InferenceEngine, JobCanceled, OutOfMemory
 
@@ -143,6 +143,23 @@ def test_tiles_fitted_to_the_image_equal_untiled(card: ModelCard) -> None:
         eng.stop()
     assert stats.tiles == len(fitted.tiles)
     assert psnr(tiled, _untiled(desc, img), peak=1.0) >= 60.0
+
+
+def test_a_one_tile_job_keeps_its_batch_output_and_a_shared_one_is_copied() -> None:
+    one = plan_tiles(20, 30, 64, 4)
+    out = np.random.default_rng(0).random((40, 60, 3), dtype=np.float32)
+    adopted = Stitcher(one, 2)
+    adopted.add(one.tiles[0], out, owned=True)
+    assert adopted.output is out  # no copy, no fresh output to fault in
+    copied = Stitcher(one, 2)
+    copied.add(one.tiles[0], out)  # a staging slot's view: the next batch overwrites it
+    assert copied.output is not out and np.array_equal(copied.output, out)
+    several = plan_tiles(20, 30, 12, 2)
+    stitched = Stitcher(several, 2)
+    for t in several.tiles:  # owned or not, tiles of a larger image are copied into their place
+        window = out[t.y0 * 2 : (t.y0 + several.tile_h) * 2, t.x0 * 2 : (t.x0 + several.tile_w) * 2]
+        stitched.add(t, window.copy(), owned=True)
+    assert stitched.complete and np.array_equal(stitched.output, out)
 
 
 def test_interleaved_jobs_of_different_models_and_sizes(any_engine: InferenceEngine) -> None:
