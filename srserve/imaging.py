@@ -254,7 +254,7 @@ def encode(
     params: dict[str, object] = {}
     if icc_profile:
         params["icc_profile"] = icc_profile
-    if fmt == "png":  # srserve.png: writes 16-bit colour, which Pillow cannot, and 3x faster than Pillow
+    if fmt == "png":  # srserve.png: writes 16-bit colour, which Pillow cannot, and 2-3x faster than Pillow
         return png.encode_samples(_png_samples(rgb, alpha, bit_depth), icc_profile), notes
     if bit_depth == 16:
         notes.append(f"16-bit input written as 8-bit {fmt.upper()}")
