@@ -214,7 +214,10 @@ def load_rgb_uint8(path: str) -> np.ndarray:
 
 
 def to_uint8(rgb: np.ndarray) -> np.ndarray:
-    """Float [0, 1] -> uint8 with rounding: the 8-bit output every metric is measured on."""
+    """Float [0, 1] -> uint8 with rounding: the 8-bit output every metric is measured on. uint8 comes back
+    as it is (the engine rounds 8-bit results on the device, the same way)."""
+    if rgb.dtype == np.uint8:
+        return rgb
     scaled = rgb * 255.0  # the one temporary: rounding and clipping happen in it
     np.rint(scaled, out=scaled)
     np.clip(scaled, 0, 255, out=scaled)

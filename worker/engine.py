@@ -107,9 +107,9 @@ class EngineStats:
 
 
 class _JobWork:
-    def __init__(self, plan: TilePlan, scale: int, cancel: Callable[[], bool]) -> None:
+    def __init__(self, plan: TilePlan, scale: int, cancel: Callable[[], bool], dtype: type = np.float32) -> None:
         self.plan = plan
-        self.stitcher = Stitcher(plan, scale)
+        self.stitcher = Stitcher(plan, scale, dtype=dtype)
         self.remaining = len(plan.tiles)
         self.done = threading.Event()
         self.error: BaseException | None = None
@@ -141,7 +141,7 @@ class _TileRequest:
     enqueued_at: float
 
 
-_Key = tuple[str, int, int, int]  # model name, scale, tile_h, tile_w
+_Key = tuple[str, int, int, int, bool]  # model name, scale, tile_h, tile_w, 8-bit output
 
 
 class InferenceEngine:
@@ -160,9 +160,9 @@ class InferenceEngine:
         # CUDA: page-locked host buffers reused by every batch (grown to the largest one seen). A fresh
         # pageable array per batch costs a page fault per 4 KiB on every copy out (at x4 a batch of 32
         # 256² tiles is 400 MB of float32), and only page-locked memory copies at full bus speed.
-        self._staging: dict[tuple[str, int], torch.Tensor] = {}
+        self._staging: dict[tuple[str, int, torch.dtype], torch.Tensor] = {}
         self._use_staging = config.staging if config.staging is not None else self.device.type == "cuda"
-        self._warmed: set[_Key] = set()
+        self._warmed: set[tuple[str, int, int, int]] = set()  # cuDNN's autotuning is per shape, not output type
         depth = config.pipeline_depth if config.pipeline_depth is not None else 3 * (self.device.type == "cuda")
         self._free_slots: SimpleQueue[int] = SimpleQueue()
         for slot in range(max(1, depth)):
@@ -195,8 +195,12 @@ class InferenceEngine:
         cancel: Callable[[], bool] = lambda: False,
         progress: Callable[[float], None] | None = None,
         tile_size: int | None = None,
+        eight_bit: bool = False,
     ) -> tuple[np.ndarray, EngineStats]:
-        """Upscale one float RGB (H, W, 3) image through batched tiles; blocks the calling job thread."""
+        """Upscale one float RGB (H, W, 3) image through batched tiles; blocks the calling job thread.
+        The output is float32 in [0, 1], or with `eight_bit` uint8, rounded on the device exactly as
+        `srserve.imaging.to_uint8` rounds: what an 8-bit result is encoded and measured from anyway, in a
+        quarter of the bytes to copy off the device, stitch and keep."""
         tile = tile_size or self.config.tile_size
         backoffs = 0
         while True:
@@ -204,8 +208,8 @@ class InferenceEngine:
             tile = self.tile_side(descriptor, tile)
             plan = plan_tiles(rgb.shape[0], rgb.shape[1], tile, overlap, descriptor.size_multiple,
                               fit=self.config.fit_tiles, fit_step=self.config.fit_step)
-            work = _JobWork(plan, descriptor.scale, cancel)
-            self._submit(descriptor, rgb, work)
+            work = _JobWork(plan, descriptor.scale, cancel, np.uint8 if eight_bit else np.float32)
+            self._submit(descriptor, rgb, work, eight_bit)
             self._wait(work, progress)
             if isinstance(work.error, _TileOOM):
                 smaller = tile // 2
@@ -238,9 +242,9 @@ class InferenceEngine:
             raise result.error
         return result.value
 
-    def _submit(self, descriptor: SRDescriptor, rgb: np.ndarray, work: _JobWork) -> None:
+    def _submit(self, descriptor: SRDescriptor, rgb: np.ndarray, work: _JobWork, eight_bit: bool) -> None:
         plan = work.plan
-        key: _Key = (descriptor.name, descriptor.scale, plan.tile_h, plan.tile_w)
+        key: _Key = (descriptor.name, descriptor.scale, plan.tile_h, plan.tile_w, eight_bit)
         now = time.perf_counter()
         requests = [_TileRequest(work, t, extract_tile(rgb, t, plan), now) for t in plan.tiles]
         with self._cond:
@@ -385,21 +389,22 @@ class InferenceEngine:
             return n
         return max(n, min(1 << (n - 1).bit_length(), limit))
 
-    def _host_buffer(self, role: str, slot: int, shape: tuple[int, ...]) -> torch.Tensor:
+    def _host_buffer(self, role: str, slot: int, shape: tuple[int, ...], dtype: torch.dtype = torch.float32
+                     ) -> torch.Tensor:
         numel = math.prod(shape)
-        buf = self._staging.get((role, slot))
+        buf = self._staging.get((role, slot, dtype))
         if buf is None or buf.numel() < numel:
-            self._staging.pop((role, slot), None)  # free the old one first: page-locked memory is scarce
-            buf = torch.empty(numel, dtype=torch.float32, pin_memory=self.device.type == "cuda")
-            self._staging[(role, slot)] = buf
+            self._staging.pop((role, slot, dtype), None)  # free the old one first: page-locked memory is scarce
+            buf = torch.empty(numel, dtype=dtype, pin_memory=self.device.type == "cuda")
+            self._staging[(role, slot, dtype)] = buf
         return buf[:numel].view(shape)
 
     def _forward(
         self, descriptor: SRDescriptor, key: _Key, batch: list[_TileRequest], slot: int
     ) -> tuple[np.ndarray, torch.cuda.Event | None]:
-        """Launch the batch; returns its (n, h*s, w*s, 3) float32 outputs and, on CUDA, the event after
-        which they are on the host. With staging the array is a view of the slot's buffer: valid until
-        the slot is handed out again, so it is stitched before the slot is freed."""
+        """Launch the batch; returns its (n, h*s, w*s, 3) float32 (for an 8-bit key, uint8) outputs and, on
+        CUDA, the event after which they are on the host. With staging the array is a view of the slot's
+        buffer: valid until the slot is handed out again, so it is stitched before the slot is freed."""
         n = len(batch)
         th, tw = key[2], key[3]
         limit = self._limit(key)
@@ -411,8 +416,8 @@ class InferenceEngine:
         dtype = None
         if cuda and self.config.half_precision == "auto" and descriptor.supports_half:
             dtype = torch.bfloat16
-        if self._bucket and key not in self._warmed and self._recurring_shape(descriptor, th, tw):
-            self._warmed.add(key)
+        if self._bucket and key[:4] not in self._warmed and self._recurring_shape(descriptor, th, tw):
+            self._warmed.add(key[:4])
             self._warm_up(descriptor, th, tw, limit, dtype)
         if self.metrics and padded > n:
             self.metrics.padding_tiles.labels(descriptor.name).inc(padded - n)
@@ -425,10 +430,13 @@ class InferenceEngine:
         x = host.to(self.device, non_blocking=True).permute(0, 3, 1, 2)
         try:
             with torch.inference_mode():
-                y = descriptor(x, dtype=dtype).permute(0, 2, 3, 1)
+                y = descriptor(x, dtype=dtype)  # clamped to [0, 1], a fresh tensor
+                if key[4]:  # round as imaging.to_uint8 does (round half to even), before any copy
+                    y = y.mul_(255.0).round_().to(torch.uint8)
+                y = y.permute(0, 2, 3, 1)
                 ready = None
                 if self._use_staging:
-                    out = self._host_buffer("out", slot, tuple(y.shape))
+                    out = self._host_buffer("out", slot, tuple(y.shape), y.dtype)
                     out.copy_(y, non_blocking=cuda)
                     if cuda:
                         ready = torch.cuda.Event()

@@ -311,7 +311,9 @@ def execute_upscale(
                 notes.append("burst: alpha channels ignored")
         else:
             descriptor = _load(ctx, card, spec.scale)
-            out_rgb, engine_stats = _infer(ctx, descriptor, image.rgb, state)
+            # 16 bits survive only into a PNG; anything else is encoded and measured from 8 bits
+            eight_bit = not (image.bit_depth == 16 and spec.format == "png")
+            out_rgb, engine_stats = _infer(ctx, descriptor, image.rgb, state, eight_bit)
         out_alpha = None
         if image.alpha is not None and spec.kind != "burst":
             out_alpha = pipeline.upscale_alpha(image.alpha, spec.scale)
@@ -406,7 +408,7 @@ def execute_upscale(
 
 
 def _infer(
-    ctx: WorkerContext, descriptor: Any, rgb: Any, state: JobState
+    ctx: WorkerContext, descriptor: Any, rgb: Any, state: JobState, eight_bit: bool
 ) -> tuple[Any, EngineStats]:
     """Tiles through the shared batching engine; progress 0.1 -> 0.8 follows tiles done."""
     try:
@@ -415,6 +417,7 @@ def _infer(
             rgb,
             cancel=state.canceled,
             progress=lambda done: state.progress(0.1 + 0.7 * done, "infer"),
+            eight_bit=eight_bit,
         )
     except JobCanceled as exc:
         raise pipeline.JobCanceledError("the job was canceled") from exc

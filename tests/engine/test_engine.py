@@ -4,6 +4,7 @@ different sizes and models interleaved through one device thread, OOM back-off, 
 from __future__ import annotations
 
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pytest
@@ -13,6 +14,7 @@ from model_store.card import Catalog, ModelCard
 from model_store.metrics import psnr
 from model_store.registry import SRDescriptor, load_descriptor
 from model_store.tiling import Stitcher, plan_tiles
+from srserve.imaging import to_uint8
 from tests.engine.concurrent_jobs import upscale_concurrently
 from worker.engine import BatchPolicy, EngineConfig, InferenceEngine, JobCanceled, OutOfMemory
 
@@ -175,6 +177,20 @@ def test_interleaved_jobs_of_different_models_and_sizes(any_engine: InferenceEng
         out, _ = results[i]
         assert psnr(out, _untiled(desc, img), peak=1.0) >= 60.0, f"job {i} ({desc.name}) got another job's tiles?"
     assert max(b for _, b in results.values()) > 1, "tiles of concurrent jobs never shared a batch"
+
+
+def test_eight_bit_output_is_the_float_output_rounded(any_engine: InferenceEngine) -> None:
+    """Rounded on the device (a quarter of the bytes to copy and stitch), to exactly what the job's
+    to_uint8 makes of the float output; 8-bit and float jobs of one model never share a batch's dtype."""
+    desc = load_descriptor(CATALOG.get("fsrcnn_x2"), 2, catalog=CATALOG)
+    for h, w in [(70, 101), (20, 24)]:  # several tiles, and one
+        img = _image(h, w, seed=h)
+        with ThreadPoolExecutor(2) as pool:  # in flight together
+            eight_job = pool.submit(any_engine.upscale, desc, img, eight_bit=True)
+            float_job = pool.submit(any_engine.upscale, desc, img)
+            eight, floats = eight_job.result(timeout=120)[0], float_job.result(timeout=120)[0]
+        assert eight.dtype == np.uint8 and floats.dtype == np.float32
+        assert np.array_equal(eight, to_uint8(floats))
 
 
 def test_padded_batch_sizes_are_powers_of_two_up_to_the_limit() -> None:
