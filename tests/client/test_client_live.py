@@ -107,8 +107,10 @@ def test_cancel_queued_job(live: LiveService) -> None:
 
 
 def test_upscale_raises_typed_error_when_job_is_canceled(live: LiveService) -> None:
+    # seconds of work for the CPU worker (a deep model on ~0.8 MP), so the cancel always lands while the job
+    # runs: a bicubic job of this size now ends within the client's first 1 s status poll
     big = io.BytesIO()
-    Image.fromarray(np.full((900, 900, 3), 128, dtype=np.uint8)).save(big, "PNG")
+    Image.fromarray(np.random.default_rng(0).integers(0, 256, (900, 900, 3), dtype=np.uint8)).save(big, "PNG")
     canceled: list[str] = []
 
     def cancel_once(job: JobView) -> None:  # cancel from inside the polling loop, on the first status
@@ -117,6 +119,6 @@ def test_upscale_raises_typed_error_when_job_is_canceled(live: LiveService) -> N
             c.cancel(job.id)
 
     with Client(live.base_url) as c, pytest.raises(JobFailedError) as info:
-        c.upscale(big.getvalue(), model="bicubic", scale=4, timeout=60, on_progress=cancel_once)
+        c.upscale(big.getvalue(), model="edsr_baseline_x4", scale=4, timeout=60, on_progress=cancel_once)
     assert info.value.job.id == canceled[0]
     assert info.value.job.status == "canceled"
