@@ -228,9 +228,15 @@ def _to_uint16(values: np.ndarray) -> np.ndarray:
     return np.clip(np.rint(values * 65535.0), 0, 65535).astype(np.uint16)
 
 
+def keeps_16_bits(fmt: str, bit_depth: int) -> bool:
+    """Whether a result in `fmt` of an input with `bit_depth` bits is written with 16 bits (PNG only);
+    every other result is encoded, and measured, from 8 bits."""
+    return fmt == "png" and bit_depth == 16
+
+
 def _png_samples(rgb: np.ndarray, alpha: np.ndarray | None, bit_depth: int) -> np.ndarray:
     """(H, W, C) samples of a result PNG: 8 or 16 bits as the input had; a 16-bit gray image stays gray."""
-    if bit_depth != 16:
+    if not keeps_16_bits("png", bit_depth):
         rgb8 = to_uint8(rgb)
         return rgb8 if alpha is None else np.dstack([rgb8, to_uint8(alpha)])
     rgb16 = _to_uint16(rgb)

@@ -1,8 +1,8 @@
 """PNG read and written with zlib + numpy, where Pillow falls short.
 
 - 16-bit colour: Pillow reads RGB(A) and gray+alpha PNGs with 16 bits per sample as 8-bit (dropping
-  the low byte) and writes 16-bit PNG only for single-channel images. With `decode` and `encode`, a
-  16-bit input keeps its 16 bits through the service.
+  the low byte) and writes 16-bit PNG only for single-channel images. With `decode` and
+  `encode_samples`, a 16-bit input keeps its 16 bits through the service.
 - Speed: every result PNG is written by `encode_samples`: Up-filtered rows deflated with zlib's
   run-length strategy. Pillow's level 1 picks among all five filters per row and searches for matches;
   on our models' outputs (EDSR x2, FSRCNN x4 of Set14/BSD100 images) this is 2-3x faster for files
@@ -139,7 +139,7 @@ def _chunk(kind: bytes, body: bytes) -> bytes:
     return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body) & 0xFFFFFFFF)
 
 
-COLOUR_TYPES = {1: 0, 2: 4, 3: 2, 4: 6}  # samples per pixel -> colour type (gray, gray+alpha, RGB, RGBA)
+COLOUR_TYPES = {n: ctype for ctype, n in CHANNELS.items()}  # samples per pixel -> colour type
 
 
 def _up_filtered(rows: np.ndarray) -> np.ndarray:

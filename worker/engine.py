@@ -29,6 +29,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from queue import SimpleQueue
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -141,7 +142,19 @@ class _TileRequest:
     enqueued_at: float
 
 
-_Key = tuple[str, int, int, int, bool]  # model name, scale, tile_h, tile_w, 8-bit output
+class _Key(NamedTuple):
+    """What the tiles of one batch share."""
+
+    model: str
+    scale: int
+    tile_h: int
+    tile_w: int
+    eight_bit: bool  # outputs rounded to uint8 on the device
+
+    @property
+    def shape(self) -> tuple[str, int, int, int]:
+        """The model at this tile shape: what cuDNN autotunes (the output's type does not matter)."""
+        return self.model, self.scale, self.tile_h, self.tile_w
 
 
 class InferenceEngine:
@@ -162,7 +175,7 @@ class InferenceEngine:
         # 256² tiles is 400 MB of float32), and only page-locked memory copies at full bus speed.
         self._staging: dict[tuple[str, int, torch.dtype], torch.Tensor] = {}
         self._use_staging = config.staging if config.staging is not None else self.device.type == "cuda"
-        self._warmed: set[tuple[str, int, int, int]] = set()  # cuDNN's autotuning is per shape, not output type
+        self._warmed: set[tuple[str, int, int, int]] = set()  # `_Key.shape`s
         depth = config.pipeline_depth if config.pipeline_depth is not None else 3 * (self.device.type == "cuda")
         self._free_slots: SimpleQueue[int] = SimpleQueue()
         for slot in range(max(1, depth)):
@@ -244,7 +257,7 @@ class InferenceEngine:
 
     def _submit(self, descriptor: SRDescriptor, rgb: np.ndarray, work: _JobWork, eight_bit: bool) -> None:
         plan = work.plan
-        key: _Key = (descriptor.name, descriptor.scale, plan.tile_h, plan.tile_w, eight_bit)
+        key = _Key(descriptor.name, descriptor.scale, plan.tile_h, plan.tile_w, eight_bit)
         now = time.perf_counter()
         requests = [_TileRequest(work, t, extract_tile(rgb, t, plan), now) for t in plan.tiles]
         with self._cond:
@@ -274,9 +287,9 @@ class InferenceEngine:
 
     def _limit(self, key: _Key) -> int:
         """Tiles per batch for a key: the model's policy and the pixel cap, lowered after an out-of-memory."""
-        policy_max = self.config.policy(key[0]).max_batch_size
+        policy_max = self.config.policy(key.model).max_batch_size
         if self.config.max_batch_pixels:
-            policy_max = min(policy_max, max(1, self.config.max_batch_pixels // (key[2] * key[3])))
+            policy_max = min(policy_max, max(1, self.config.max_batch_pixels // (key.tile_h * key.tile_w)))
         return min(policy_max, self._batch_limit.get(key, policy_max))
 
     def _next_batch(self) -> tuple[_Key, list[_TileRequest]] | None:
@@ -293,7 +306,7 @@ class InferenceEngine:
                 continue
             key = min(live, key=lambda k: live[k][0].enqueued_at)
             queue = live[key]
-            policy = self.config.policy(key[0])
+            policy = self.config.policy(key.model)
             limit = self._limit(key)
             waited = time.perf_counter() - queue[0].enqueued_at
             if len(queue) >= limit or waited >= policy.max_queue_delay_s:
@@ -339,13 +352,13 @@ class InferenceEngine:
                 return
             half = len(batch) // 2
             self._batch_limit[key] = max(1, half)
-            log.warning("out of memory at batch %d for %s; limiting to %d", len(batch), key[0], half)
+            log.warning("out of memory at batch %d for %s; limiting to %d", len(batch), key.model, half)
             with self._cond:  # put them back at the front, in order
                 self._pending[key].extendleft(reversed(batch))
             return
         except Exception as exc:
             self._free_slots.put(slot)
-            log.exception("batch of %d tiles for %s failed", len(batch), key[0])
+            log.exception("batch of %d tiles for %s failed", len(batch), key.model)
             for r in batch:
                 r.work.fail(exc)
             return
@@ -406,7 +419,7 @@ class InferenceEngine:
         CUDA, the event after which they are on the host. With staging the array is a view of the slot's
         buffer: valid until the slot is handed out again, so it is stitched before the slot is freed."""
         n = len(batch)
-        th, tw = key[2], key[3]
+        th, tw = key.tile_h, key.tile_w
         limit = self._limit(key)
         padded = self.padded_batch_size(n, limit)
         budget = self.config.memory_budget_bytes
@@ -416,8 +429,8 @@ class InferenceEngine:
         dtype = None
         if cuda and self.config.half_precision == "auto" and descriptor.supports_half:
             dtype = torch.bfloat16
-        if self._bucket and key[:4] not in self._warmed and self._recurring_shape(descriptor, th, tw):
-            self._warmed.add(key[:4])
+        if self._bucket and key.shape not in self._warmed and self._recurring_shape(descriptor, th, tw):
+            self._warmed.add(key.shape)
             self._warm_up(descriptor, th, tw, limit, dtype)
         if self.metrics and padded > n:
             self.metrics.padding_tiles.labels(descriptor.name).inc(padded - n)
@@ -431,7 +444,7 @@ class InferenceEngine:
         try:
             with torch.inference_mode():
                 y = descriptor(x, dtype=dtype)  # clamped to [0, 1], a fresh tensor
-                if key[4]:  # round as imaging.to_uint8 does (round half to even), before any copy
+                if key.eight_bit:  # round as imaging.to_uint8 does (round half to even), before any copy
                     y = y.mul_(255.0).round_().to(torch.uint8)
                 y = y.permute(0, 2, 3, 1)
                 ready = None

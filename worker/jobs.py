@@ -311,8 +311,7 @@ def execute_upscale(
                 notes.append("burst: alpha channels ignored")
         else:
             descriptor = _load(ctx, card, spec.scale)
-            # 16 bits survive only into a PNG; anything else is encoded and measured from 8 bits
-            eight_bit = not (image.bit_depth == 16 and spec.format == "png")
+            eight_bit = not imaging.keeps_16_bits(spec.format, image.bit_depth)
             out_rgb, engine_stats = _infer(ctx, descriptor, image.rgb, state, eight_bit)
         out_alpha = None
         if image.alpha is not None and spec.kind != "burst":
