@@ -8,7 +8,13 @@
   one thread: 3.6 vs 1.3 ms for ESPCN's 64×120×125 activation, a third of ESPCN's time); the two
   differ by < 2e-7. Where the tanh follows a convolution in a Sequential (ESPCN), the factor 2 goes
   into that convolution's weights and bias, and the sigmoid runs in place on its output: no
-  temporary, one pass fewer (the x·2 pass was 6% of ESPCN x4 on BSD100).
+  temporary, one pass fewer (the x·2 pass was 6% of ESPCN x4 on BSD100). Where a convolution also
+  follows it (both of ESPCN's), the layer computes sigmoid − 1/2 = tanh/2 and the factor 2 goes into
+  the next convolution's weights: one pass fewer again (its zero padding still stands for tanh = 0).
+- 1x1 convolutions get dilation 2, which changes nothing a 1x1 kernel computes (it has no taps to
+  spread) but makes PyTorch hand them to oneDNN: for a batch under 16 on one thread it routes 1x1
+  convolutions to its im2col + GEMM fallback instead, 2-3x slower on NHWC tensors (FSRCNN's 56 -> 12
+  shrink on a 120x80 input 0.28 -> 0.11 ms, 64 -> 64 on 256x256 6.1 -> 2.5 ms; identical outputs).
 - Pixel shuffles of channels_last (NHWC) tensors become one permuted copy of the NHWC memory:
   PyTorch's pixel_shuffle takes a generic path there, 2-3× slower for the s² → 1 channel shuffle
   that ends every Y-channel sub-pixel network (0.62 vs 0.31 ms for 16×128² → 512²). Same values
@@ -63,23 +69,37 @@ class PrescaledSigmoidTanh(nn.Module):
         return x.sigmoid_().mul_(2.0).sub_(1.0)
 
 
+class PrescaledHalfTanh(nn.Module):
+    """tanh(z) / 2 from 2z: sigmoid(input) − 1/2 in place; the next convolution's weights were doubled."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x.sigmoid_().sub_(0.5)
+
+
 @torch.no_grad()
-def _double_conv(conv: nn.Conv2d) -> None:
+def _double_conv(conv: nn.Conv2d, *, bias: bool = True) -> None:
     conv.weight.mul_(2.0)
-    if conv.bias is not None:
+    if bias and conv.bias is not None:
         conv.bias.mul_(2.0)
 
 
 def convert_tanh(module: nn.Module) -> int:
     """Replace, in place, every nn.Tanh under `module`; returns how many. A tanh right after a Conv2d of
-    the same Sequential takes that convolution's output doubled (`PrescaledSigmoidTanh`)."""
+    the same Sequential takes that convolution's output doubled (`PrescaledSigmoidTanh`), and if a Conv2d
+    follows it too, hands that one tanh / 2 (`PrescaledHalfTanh`)."""
     count = 0
     previous: nn.Module | None = None
-    for name, child in module.named_children():
+    children = list(module.named_children())
+    for i, (name, child) in enumerate(children):
         if isinstance(child, nn.Tanh):
+            following = children[i + 1][1] if i + 1 < len(children) else None
             if isinstance(module, nn.Sequential) and isinstance(previous, nn.Conv2d):
                 _double_conv(previous)
-                setattr(module, name, PrescaledSigmoidTanh())
+                if isinstance(following, nn.Conv2d) and following.padding_mode == "zeros":
+                    _double_conv(following, bias=False)
+                    setattr(module, name, PrescaledHalfTanh())
+                else:
+                    setattr(module, name, PrescaledSigmoidTanh())
             else:
                 setattr(module, name, SigmoidTanh())
             count += 1
@@ -89,7 +109,17 @@ def convert_tanh(module: nn.Module) -> int:
     return count
 
 
+def route_pointwise_convs_to_onednn(module: nn.Module) -> int:
+    """Give every 1x1 Conv2d under `module` dilation 2 (see the module doc); returns how many."""
+    count = 0
+    for conv in module.modules():
+        if isinstance(conv, nn.Conv2d) and conv.kernel_size == (1, 1) and conv.dilation == (1, 1):
+            conv.dilation = (2, 2)
+            count += 1
+    return count
+
+
 def prepare_for_cpu(module: nn.Module) -> dict[str, int]:
-    """Apply every CPU rewrite to `module` in place; returns how many layers each one replaced."""
+    """Apply every CPU rewrite to `module` in place; returns how many layers each one changed."""
     return {"deconv": convert_deconvs(module), "tanh": convert_tanh(module),
-            "pixel_shuffle": convert_pixel_shuffles(module)}
+            "pixel_shuffle": convert_pixel_shuffles(module), "pointwise": route_pointwise_convs_to_onednn(module)}

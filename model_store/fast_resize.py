@@ -36,6 +36,10 @@ _TABLES: dict[_TableKey, tuple[torch.Tensor, torch.Tensor]] = {}
 _POLY: dict[_TableKey, tuple[PolyphasePlan, torch.Tensor] | None] = {}
 _BANDED: dict[_TableKey, tuple[BandedPlan, torch.Tensor] | None] = {}
 CPU_GEMM = True  # False: the convolution on CPU too (benchmarks compare the two)
+# CPU upscales by an integer factor at least this take `bicubic_phases` and one interleaving copy, not two
+# banded-GEMM passes (one thread, between network calls as in a job: a BSD100 image's chroma at x4
+# 0.53 -> 0.32 ms); at x2 the four phases leave the interleaving copy the larger cost (slower there)
+PHASES_MIN_SCALE = 3
 
 
 def _bounded_put(cache: dict, key: _TableKey, value: object) -> None:  # type: ignore[type-arg]
@@ -119,6 +123,11 @@ def imresize_torch_cached(x: torch.Tensor, scale: float | None = None, size: tup
     """MATLAB bicubic resize of a (..., H, W) tensor; the numbers of `model_store.resize.imresize`."""
     h, w = x.shape[-2:]
     oh, ow, sh, sw = _out_size(h, w, scale, size)
+    if (CPU_GEMM and x.device.type == "cpu" and x.dtype.is_floating_point and sh == sw and sh >= PHASES_MIN_SCALE
+            and sh == int(sh) and (oh, ow) == (h * int(sh), w * int(sh))):
+        upscaled = _upscale_by_phases(x, int(sh))
+        if upscaled is not None:
+            return upscaled
     out = x
     order = (-2, -1) if sh <= sw else (-1, -2)
     for dim in order:
@@ -183,7 +192,23 @@ def bicubic_phases(x: torch.Tensor, scale: int) -> torch.Tensor | None:
     if tables is None:
         return None
     kernel, rows, cols = tables
-    extended = x.index_select(-2, rows).index_select(-1, cols)
-    if c == 1:
-        return F.conv2d(extended, kernel)
-    return F.conv2d(extended, kernel.repeat(c, 1, 1, 1), groups=c)
+    # NHWC, as the sub-pixel convolution it is added to: oneDNN runs this grouped convolution 2x faster
+    # so (0.22 -> 0.10 ms for 2x120x80 at x4), and the sum reads both in one order
+    extended = x.index_select(-2, rows).index_select(-1, cols).contiguous(memory_format=torch.channels_last)
+    weight = kernel if c == 1 else kernel.repeat(c, 1, 1, 1)
+    return F.conv2d(extended, weight.contiguous(memory_format=torch.channels_last), groups=c)
+
+
+def _upscale_by_phases(x: torch.Tensor, scale: int) -> torch.Tensor | None:
+    """`imresize_torch_cached` for an integer upscale of a (..., h, w) tensor: the phases of
+    `bicubic_phases` (NHWC: the s*s phases of a pixel side by side) interleaved into (..., h*s, w*s) by
+    one copy."""
+    lead, (h, w) = x.shape[:-2], x.shape[-2:]
+    planes = x if x.dim() == 4 else x.reshape(-1, 1, h, w)
+    phases = bicubic_phases(planes, scale)
+    if phases is None:
+        return None
+    b, c = planes.shape[:2]
+    # (b, c*s*s, h, w) in NHWC memory is (b, h, w, c, s, s); the output wants (b, c, h, s, w, s)
+    grid = phases.permute(0, 2, 3, 1).reshape(b, h, w, c, scale, scale).permute(0, 3, 1, 4, 2, 5)
+    return grid.reshape(*lead, h * scale, w * scale)

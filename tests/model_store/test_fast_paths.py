@@ -3,6 +3,7 @@ the sub-pixel rewrite of a transposed convolution == the transposed convolution;
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 
 import numpy as np
@@ -14,7 +15,13 @@ from torch import nn
 
 from model_store import fast_resize
 from model_store.card import Catalog
-from model_store.cpu_inference import PrescaledSigmoidTanh, SigmoidTanh, prepare_for_cpu
+from model_store.cpu_inference import (
+    PrescaledHalfTanh,
+    PrescaledSigmoidTanh,
+    SigmoidTanh,
+    prepare_for_cpu,
+    route_pointwise_convs_to_onednn,
+)
 from model_store.fast_resize import imresize_torch_cached
 from model_store.registry import arch_spec, load_descriptor, rgb_to_ycbcr, ycbcr_planes_to_rgb
 from model_store.resize import _out_size, _resize_axis_gather, imresize, polyphase_plan
@@ -145,11 +152,29 @@ def test_sigmoid_tanh_equals_tanh() -> None:
     x = torch.randn(2, 1, 17, 9) * 4
     expected = net(x)
     weight = net[0].weight.clone()
-    assert prepare_for_cpu(net) == {"deconv": 0, "tanh": 2, "pixel_shuffle": 0}
+    assert prepare_for_cpu(net) == {"deconv": 0, "tanh": 2, "pixel_shuffle": 0, "pointwise": 0}
     assert not any(isinstance(m, nn.Tanh) for m in net.modules())
     # the tanh after a convolution takes its doubled output; the nested one has no convolution before it
     assert isinstance(net[1], PrescaledSigmoidTanh) and isinstance(net[2][0], SigmoidTanh)
     assert torch.equal(net[0].weight, weight * 2)
+    assert float((net(x) - expected).abs().max()) < 1e-6
+
+
+def test_tanh_between_convolutions_hands_on_half_tanh() -> None:
+    """ESPCN's shape: conv, tanh, conv, tanh, conv. Each tanh becomes sigmoid - 1/2 of a doubled input, the
+    convolution after it takes doubled weights (its bias as it was), and the zero padding of every layer
+    still stands for a tanh of 0, so the borders match too."""
+    torch.manual_seed(1)
+    net = nn.Sequential(nn.Conv2d(1, 8, 5, padding=2), nn.Tanh(), nn.Conv2d(8, 4, 3, padding=1), nn.Tanh(),
+                        nn.Conv2d(4, 16, 3, padding=1), nn.PixelShuffle(4)).requires_grad_(False)
+    x = torch.rand(2, 1, 13, 10)
+    expected = net(x)
+    w0, w2, b2, w4, b4 = (t.clone() for t in (net[0].weight, net[2].weight, net[2].bias, net[4].weight, net[4].bias))
+    assert prepare_for_cpu(net)["tanh"] == 2
+    assert isinstance(net[1], PrescaledHalfTanh) and isinstance(net[3], PrescaledHalfTanh)
+    assert torch.equal(net[0].weight, w0 * 2)
+    assert torch.equal(net[2].weight, w2 * 4) and torch.equal(net[2].bias, b2 * 2)  # follows one, feeds one
+    assert torch.equal(net[4].weight, w4 * 2) and torch.equal(net[4].bias, b4)
     assert float((net(x) - expected).abs().max()) < 1e-6
 
 
@@ -163,6 +188,29 @@ def test_nhwc_pixel_shuffle_equals_pixel_shuffle(out_channels: int, layout: torc
         assert out.is_contiguous(memory_format=layout)
     net = nn.Sequential(nn.Conv2d(1, 16, 3), nn.PixelShuffle(4))
     assert prepare_for_cpu(net)["pixel_shuffle"] == 1 and not isinstance(net[1], nn.PixelShuffle)
+
+
+def test_pointwise_convs_keep_their_output_with_dilation_2() -> None:
+    """A 1x1 kernel has no taps for dilation to spread: the same output, any padding, stride and layout. One
+    thread and a batch under 16, where the rewrite moves these layers from PyTorch's GEMM fallback to oneDNN."""
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Conv2d(3, 56, 3, padding=1), nn.Conv2d(56, 12, 1), nn.PReLU(12),
+                        nn.Conv2d(12, 8, 1, padding=1, bias=False), nn.Conv2d(8, 4, 1, stride=2))
+    rewritten = copy.deepcopy(net)
+    assert route_pointwise_convs_to_onednn(rewritten) == 3
+    assert [m.dilation for m in rewritten if isinstance(m, nn.Conv2d)] == [(1, 1), (2, 2), (2, 2), (2, 2)]
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        with torch.no_grad():
+            for layout in (torch.channels_last, torch.contiguous_format):
+                x = torch.randn(3, 3, 19, 14).contiguous(memory_format=layout)
+                expected = net.to(memory_format=layout)(x)
+                out = rewritten.to(memory_format=layout)(x)
+                assert out.shape == expected.shape == (3, 4, 11, 8)
+                assert float((out - expected).abs().max()) < 1e-5
+    finally:
+        torch.set_num_threads(threads)
 
 
 @pytest.mark.parametrize(("name", "rewritten"), [("fsrcnn_x4", nn.ConvTranspose2d), ("fsrcnn_x3", nn.ConvTranspose2d),
