@@ -179,10 +179,12 @@ def test_interleaved_jobs_of_different_models_and_sizes(any_engine: InferenceEng
     assert max(b for _, b in results.values()) > 1, "tiles of concurrent jobs never shared a batch"
 
 
-def test_eight_bit_output_is_the_float_output_rounded(any_engine: InferenceEngine) -> None:
+@pytest.mark.parametrize("name", ["fsrcnn_x2", "edsr_baseline_x2"])
+def test_eight_bit_output_is_the_float_output_rounded(any_engine: InferenceEngine, name: str) -> None:
     """Rounded on the device (a quarter of the bytes to copy and stitch), to exactly what the job's
-    to_uint8 makes of the float output; 8-bit and float jobs of one model never share a batch's dtype."""
-    desc = load_descriptor(CATALOG.get("fsrcnn_x2"), 2, catalog=CATALOG)
+    to_uint8 makes of the float output; 8-bit and float jobs of one model never share a batch's dtype.
+    A Y-channel network's output is planar (interleaved after the cast on CPU), an RGB one's NHWC."""
+    desc = load_descriptor(CATALOG.get(name), 2, catalog=CATALOG)
     for h, w in [(70, 101), (20, 24)]:  # several tiles, and one
         img = _image(h, w, seed=h)
         with ThreadPoolExecutor(2) as pool:  # in flight together
