@@ -18,6 +18,8 @@ banded matrix (the kernel repeated along its diagonal) is a GEMM. oneDNN runs th
 (1 input channel, s output channels) far below its peak; MKL runs these GEMMs near it: 2.5-5x
 faster for every shape measured (128² and 270x480 at x4, 64² tiles in batches, x1/4 downscales),
 identical numbers. Blocks, not one dense matrix per axis, keep the work linear in the image width.
+CPU upscales by 3 or more go one step further (`_upscale_by_phases`): all s*s phases of both axes at once,
+as one NHWC convolution on the LR grid, then one interleaving copy.
 """
 
 from __future__ import annotations
