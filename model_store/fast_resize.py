@@ -194,8 +194,8 @@ def bicubic_phases(x: torch.Tensor, scale: int) -> torch.Tensor | None:
     if tables is None:
         return None
     kernel, rows, cols = tables
-    # NHWC, as the sub-pixel convolution it is added to: oneDNN runs this grouped convolution 2x faster
-    # so (0.22 -> 0.10 ms for 2x120x80 at x4), and the sum reads both in one order
+    # NHWC, the layout of the sub-pixel convolution it is added to (the sum then reads both in one order);
+    # oneDNN also runs this grouped convolution 2x faster in it (2x120x80 at x4: 0.22 -> 0.10 ms)
     extended = x.index_select(-2, rows).index_select(-1, cols).contiguous(memory_format=torch.channels_last)
     weight = kernel if c == 1 else kernel.repeat(c, 1, 1, 1)
     return F.conv2d(extended, weight.contiguous(memory_format=torch.channels_last), groups=c)

@@ -458,7 +458,8 @@ class InferenceEngine:
                 y = descriptor(x, dtype=dtype)  # clamped to [0, 1], a fresh tensor
                 if key.eight_bit:  # round as imaging.to_uint8 does (round half to even), before any copy
                     y = y.mul_(255.0).round_()
-                    y = _hwc_uint8_on_cpu(y) if not cuda else y.to(torch.uint8).permute(0, 2, 3, 1)
+                    on_cpu = self.device.type == "cpu"
+                    y = _hwc_uint8_on_cpu(y) if on_cpu else y.to(torch.uint8).permute(0, 2, 3, 1)
                 else:
                     y = y.permute(0, 2, 3, 1)
                 ready = None
