@@ -56,7 +56,7 @@ def with_shortfall_note(notes: str, results: list[EvalResult]) -> str:
 
 class TrainingRecipe(_Strict):
     data: list[str]
-    iterations: int
+    iterations: int  # steps behind the shipped weights (the best checkpoint's), earlier runs' included
     batch_size: int
     patch_size: int  # HR patch side in pixels
     loss: str
@@ -66,9 +66,9 @@ class TrainingRecipe(_Strict):
     augmentation: str
     seed: int
     precision: str
-    hardware: str
-    wall_time_s: float
-    command: str
+    hardware: str  # of every run, in order ("A, then B")
+    wall_time_s: float  # training seconds of every run, in full
+    command: str  # the last run's; the notes carry the runs before it
     notes: str = ""
 
 

@@ -140,14 +140,15 @@ class PriorTraining:
     steps: int = 0
     seconds: float = 0.0
     note: str = ""
+    hardware: str = ""
 
     def to_json(self) -> str:
-        return json.dumps([self.steps, self.seconds, self.note])
+        return json.dumps([self.steps, self.seconds, self.note, self.hardware])
 
     @classmethod
     def from_json(cls, text: str) -> PriorTraining:
-        steps, seconds, note = json.loads(text)
-        return cls(int(steps), float(seconds), str(note))
+        steps, seconds, note, *hardware = json.loads(text)  # checkpoints from before `hardware` have three
+        return cls(int(steps), float(seconds), str(note), str(hardware[0]) if hardware else "")
 
 
 def init_card(weights: Path) -> ModelCard:
@@ -174,10 +175,11 @@ def load_init_weights(weights: Path, arch: str, arch_args: dict[str, int | float
         raise ValueError(f"--init {weights}: sha256 does not match its card")
     t = card.training
     steps, seconds = (t.iterations, t.wall_time_s) if t else (0, 0.0)
+    # the whole lineage, not just the last run: its card's notes carry the runs before it
     note = (f"continued from {card.name} sha256 {card.weights_sha256} ({steps} steps, {seconds:.0f} s: "
-            f"{t.command if t else '?'})")
+            f"{t.command if t else '?'})" + (f" [its notes: {t.notes}]" if t and t.notes else ""))
     log.info("initialised from %s (%d steps)", weights, steps)
-    return load_file(str(weights)), PriorTraining(steps, seconds, note)
+    return load_file(str(weights)), PriorTraining(steps, seconds, note, t.hardware if t else "")
 
 
 def save_run_checkpoint(path: Path, modules: dict[str, nn.Module], optimizers: dict[str, torch.optim.Optimizer],
@@ -241,16 +243,20 @@ class RunProgress:
     best_psnr: float = -math.inf
     history: list[tuple[int, float]] = field(default_factory=list)
     prior: PriorTraining = field(default_factory=PriorTraining)
+    best_step: int = 0  # the step of the best-so-far weights
 
     def to_meta(self) -> dict[str, str]:
         return {"step": str(self.step), "elapsed": repr(self.elapsed), "best_psnr": repr(self.best_psnr),
-                "history": json.dumps(self.history), "prior": self.prior.to_json()}
+                "history": json.dumps(self.history), "prior": self.prior.to_json(), "best_step": str(self.best_step)}
 
     @classmethod
     def from_meta(cls, meta: dict[str, str]) -> RunProgress:
-        return cls(int(meta["step"]), float(meta["elapsed"]), float(meta["best_psnr"]),
-                   [(int(s), float(p)) for s, p in json.loads(meta["history"])],
-                   PriorTraining.from_json(meta["prior"]) if "prior" in meta else PriorTraining())
+        history = [(int(s), float(p)) for s, p in json.loads(meta["history"])]
+        # checkpoints from before `best_step`: the best of the (rounded) history
+        best_step = (int(meta["best_step"]) if "best_step" in meta
+                     else max(history, key=lambda h: h[1], default=(0, 0.0))[0])
+        return cls(int(meta["step"]), float(meta["elapsed"]), float(meta["best_psnr"]), history,
+                   PriorTraining.from_json(meta["prior"]) if "prior" in meta else PriorTraining(), best_step)
 
 
 class TrainingRun:
@@ -276,6 +282,7 @@ class TrainingRun:
         self.elapsed_before = 0.0  # training seconds of earlier (resumed) runs
         self.best_psnr = -math.inf
         self.best_state: dict[str, torch.Tensor] | None = None
+        self.best_step_seen = 0
         self.history: list[tuple[int, float]] = []
         self.prior = PriorTraining()
         if init is not None:
@@ -288,7 +295,7 @@ class TrainingRun:
         return {}
 
     def save_checkpoint(self, elapsed: float) -> None:
-        progress = RunProgress(self.step, elapsed, self.best_psnr, self.history, self.prior)
+        progress = RunProgress(self.step, elapsed, self.best_psnr, self.history, self.prior, self.best_step_seen)
         save_run_checkpoint(self.ckpt_path, {"model": self.module}, {"opt": self.opt}, self._generators,
                             {**progress.to_meta(), **self._checkpoint_meta()}, self.best_state)
 
@@ -298,13 +305,29 @@ class TrainingRun:
                                                     self._generators, device)
         progress = RunProgress.from_meta(meta)
         self.step, self.elapsed_before, self.best_psnr = progress.step, progress.elapsed, progress.best_psnr
-        self.history, self.prior = progress.history, progress.prior
+        self.history, self.prior, self.best_step_seen = progress.history, progress.prior, progress.best_step
         log.info("resumed %s at step %d (best Set5 %.3f dB)", self.ckpt_path, self.step, self.best_psnr)
+
+    def best_step(self) -> int:
+        """The step the shipped weights are from: the best Set5 evaluation's (the last step without one)."""
+        return self.best_step_seen if self.best_state is not None else self.step
+
+    def provenance(self, hardware: str, weights_are: str) -> tuple[int, str, str]:
+        """For the card: the iterations behind the shipped weights (with those behind `--init`), the
+        hardware of every run, and notes that say which checkpoint was shipped and carry the lineage."""
+        best = self.best_step()
+        earlier = self.prior.hardware
+        chain = f"{earlier}, then {hardware}" if earlier and not earlier.endswith(hardware) else earlier or hardware
+        notes = f"{weights_are} (step {best} of {self.step})"
+        if self.prior.note:
+            notes += f"; {self.prior.note}; iterations and wall time include it"
+        return self.prior.steps + best, chain, notes
 
     def _maybe_best(self, psnr: float) -> None:
         self.history.append((self.step, round(psnr, 4)))
         if psnr > self.best_psnr:
             self.best_psnr = psnr
+            self.best_step_seen = self.step
             self.best_state = {k: v.detach().clone() for k, v in self.module.state_dict().items()}
 
 
@@ -572,18 +595,17 @@ class Trainer(TrainingRun):
         precision = {torch.bfloat16: "bf16 autocast", torch.float16: "fp16 autocast + grad scaling",
                      None: "fp32"}[self.amp_dtype]
         scales = "/".join(str(s) for s in self.scales)
+        iterations, hardware, notes = self.provenance(hardware_string(self.device), "weights = best Set5 checkpoint")
         return TrainingRecipe(
-            data=data, iterations=self.prior.steps + self.step, batch_size=cfg.batch, patch_size=self.patch,
+            data=data, iterations=iterations, batch_size=cfg.batch, patch_size=self.patch,
             loss=cfg.loss,
             optimizer="Adam (0.9, 0.999)" + (f", grad clip {cfg.grad_clip}" if cfg.grad_clip else ""),
             learning_rate=cfg.lr, schedule=schedule,
             augmentation=f"random HR crops, flips and transposes; LR x{scales} by MATLAB antialiased bicubic, "
             "8-bit rounded" + ("; one scale drawn per batch" if self.multi_scale else ""),
-            seed=cfg.seed, precision=precision, hardware=hardware_string(self.device),
+            seed=cfg.seed, precision=precision, hardware=hardware,
             wall_time_s=round(self.prior.seconds + self.train_seconds, 1), command=cfg.command,
-            notes="weights = best Set5 checkpoint of the run" + (
-                "; loss summed over every pyramid level" if self.pyramid else "")
-            + (f"; {self.prior.note}; iterations and wall time include it" if self.prior.note else ""),
+            notes=notes + ("; loss summed over every pyramid level" if self.pyramid else ""),
         )
 
     def _card(self, *, results: list[EvalResult], weights_sha256: str | None, training: TrainingRecipe | None,

@@ -294,8 +294,10 @@ class BurstTrainer(TrainingRun):
         data = [str(p.resolve().relative_to(root)) if p.resolve().is_relative_to(root) else str(p) for p in self.data]
         loss = ("L1 vs HR" if a.supervision == "supervised" else
                 "self-supervised L1: held-out frame vs the prediction warped by its registered shift and downsampled")
+        iterations, hardware, notes = self.provenance(hardware_string(self.device),
+                                                      "weights = best Set5-burst checkpoint")
         return TrainingRecipe(
-            data=data, iterations=self.prior.steps + self.step, batch_size=a.batch, patch_size=a.patch * a.scale,
+            data=data, iterations=iterations, batch_size=a.batch, patch_size=a.patch * a.scale,
             loss=loss,
             optimizer="Adam (0.9, 0.999), grad clip 1.0", learning_rate=a.lr,
             schedule="cosine, 200 warm-up iterations" + (f", over {a.time_budget:.0f} s" if a.time_budget else ""),
@@ -303,11 +305,9 @@ class BurstTrainer(TrainingRun):
                           f"{TRAIN_NOISE[1]*255:.0f}/255, shot {TRAIN_SHOT}, gains +-{TRAIN_GAIN}, "
                           f"outlier p={TRAIN_OUTLIER}; "
                           "flips/transposes"),
-            seed=a.seed, precision="bf16 autocast" if self.amp else "fp32", hardware=hardware_string(self.device),
+            seed=a.seed, precision="bf16 autocast" if self.amp else "fp32", hardware=hardware,
             wall_time_s=round(self.prior.seconds + self.train_seconds, 1), command=command,
-            notes="weights = best Set5-burst checkpoint" + (f"; true shifts + N(0, {SHIFT_JITTER}) jitter"
-                                                            if a.supervision == "supervised" else "")
-            + (f"; {self.prior.note}; iterations and wall time include it" if self.prior.note else ""),
+            notes=notes + (f"; true shifts + N(0, {SHIFT_JITTER}) jitter" if a.supervision == "supervised" else ""),
         )
 
 
