@@ -282,7 +282,7 @@ class TrainingRun:
         self.elapsed_before = 0.0  # training seconds of earlier (resumed) runs
         self.best_psnr = -math.inf
         self.best_state: dict[str, torch.Tensor] | None = None
-        self.best_step_seen = 0
+        self.best_step = 0  # the step the best-so-far weights are from
         self.history: list[tuple[int, float]] = []
         self.prior = PriorTraining()
         if init is not None:
@@ -295,7 +295,7 @@ class TrainingRun:
         return {}
 
     def save_checkpoint(self, elapsed: float) -> None:
-        progress = RunProgress(self.step, elapsed, self.best_psnr, self.history, self.prior, self.best_step_seen)
+        progress = RunProgress(self.step, elapsed, self.best_psnr, self.history, self.prior, self.best_step)
         save_run_checkpoint(self.ckpt_path, {"model": self.module}, {"opt": self.opt}, self._generators,
                             {**progress.to_meta(), **self._checkpoint_meta()}, self.best_state)
 
@@ -305,17 +305,13 @@ class TrainingRun:
                                                     self._generators, device)
         progress = RunProgress.from_meta(meta)
         self.step, self.elapsed_before, self.best_psnr = progress.step, progress.elapsed, progress.best_psnr
-        self.history, self.prior, self.best_step_seen = progress.history, progress.prior, progress.best_step
+        self.history, self.prior, self.best_step = progress.history, progress.prior, progress.best_step
         log.info("resumed %s at step %d (best Set5 %.3f dB)", self.ckpt_path, self.step, self.best_psnr)
-
-    def best_step(self) -> int:
-        """The step the shipped weights are from: the best Set5 evaluation's (the last step without one)."""
-        return self.best_step_seen if self.best_state is not None else self.step
 
     def provenance(self, hardware: str, weights_are: str) -> tuple[int, str, str]:
         """For the card: the iterations behind the shipped weights (with those behind `--init`), the
         hardware of every run, and notes that say which checkpoint was shipped and carry the lineage."""
-        best = self.best_step()
+        best = self.best_step if self.best_state is not None else self.step  # no evaluation: the last step
         earlier = self.prior.hardware
         chain = f"{earlier}, then {hardware}" if earlier and not earlier.endswith(hardware) else earlier or hardware
         notes = f"{weights_are} (step {best} of {self.step})"
@@ -327,7 +323,7 @@ class TrainingRun:
         self.history.append((self.step, round(psnr, 4)))
         if psnr > self.best_psnr:
             self.best_psnr = psnr
-            self.best_step_seen = self.step
+            self.best_step = self.step
             self.best_state = {k: v.detach().clone() for k, v in self.module.state_dict().items()}
 
 

@@ -54,7 +54,7 @@ def test_training_reduces_loss_and_writes_a_loadable_model(tiny_data: Path, tmp_
     assert card.weights_sha256 == sha256_file(tmp_path / "fsrcnn_x2.safetensors")
     assert card.arch_args == TINY and card.scales == [2] and card.channels == "y"
     # the card counts the steps behind the shipped (best Set5) weights, and says which checkpoint they are
-    best_step = trainer.best_step()
+    best_step = trainer.best_step
     assert dict(trainer.history)[best_step] == max(p for _, p in trainer.history) == round(trainer.best_psnr, 4)
     assert card.training is not None and card.training.iterations == best_step <= 40
     assert f"weights = best Set5 checkpoint (step {best_step} of 40)" in card.training.notes
@@ -74,7 +74,7 @@ def test_resume_continues_from_the_checkpoint(tiny_data: Path, tmp_path: Path) -
     second = Trainer(_config(tiny_data, tmp_path, iters=30, eval_every=10, resume=True))
     second.load_checkpoint()
     assert second.step == 20
-    assert second.best_step() == first.best_step() in (10, 20) and second.best_psnr == first.best_psnr
+    assert second.best_step == first.best_step in (10, 20) and second.best_psnr == first.best_psnr
     for a, b in zip(first.module.parameters(), second.module.parameters(), strict=True):
         assert torch.equal(a.detach(), b.detach())
     second.fit()
@@ -115,7 +115,7 @@ def test_init_starts_from_trained_weights_and_counts_their_training(tiny_data: P
     first_card = first.finish()
     assert card.training is not None and first_card.training is not None
     # the steps behind both runs' shipped weights; the whole lineage (the first card's notes) in the notes
-    assert card.training.iterations == first_card.training.iterations + second.best_step()
+    assert card.training.iterations == first_card.training.iterations + second.best_step
     assert "continued from fsrcnn_x2" in card.training.notes and first_card.training.notes in card.training.notes
     assert card.training.hardware == first_card.training.hardware  # one machine: no "A, then A"
     # another shape, or weights that do not match their card, are refused before any training
