@@ -37,7 +37,7 @@ _Plan = TypeVar("_Plan", PolyphasePlan, BandedPlan)
 _TABLES: dict[_TableKey, tuple[torch.Tensor, torch.Tensor]] = {}
 _POLY: dict[_TableKey, tuple[PolyphasePlan, torch.Tensor] | None] = {}
 _BANDED: dict[_TableKey, tuple[BandedPlan, torch.Tensor] | None] = {}
-CPU_GEMM = True  # False: the convolution on CPU too (benchmarks compare the two)
+CPU_GEMM = True  # False: the strided convolution on CPU too, no GEMMs or phases (benchmarks compare)
 # CPU upscales by an integer factor at least this take `bicubic_phases` and one interleaving copy, not two
 # banded-GEMM passes (one thread, between network calls as in a job: a BSD100 image's chroma at x4
 # 0.53 -> 0.32 ms); at x2 the four phases leave the interleaving copy the larger cost (slower there)
