@@ -51,7 +51,8 @@ def complete_card(card_file: Path, sets: list[str], device: str = "cpu") -> Mode
         log.info("%s x%d %s: %.3f dB / %.4f", card.name, scale, dataset, report.psnr_y, report.ssim_y)
     order = {d: i for i, d in enumerate(BENCHMARK_SETS)}
     results.sort(key=lambda r: (r.scale, order.get(r.dataset, len(order)), r.dataset))
-    updated = card.model_copy(update={"results": results, "notes": with_shortfall_note(card.notes, results)})
+    notes = with_shortfall_note(card.notes, results, card.family)
+    updated = card.model_copy(update={"results": results, "notes": notes})
     if updated != card:
         tmp = card_file.with_name(f".{card_file.name}.tmp")
         tmp.write_text(updated.model_dump_json(indent=2) + "\n")

@@ -66,6 +66,20 @@ PAPER_PSNR: dict[str, dict[tuple[str, int], float]] = {
 }
 
 
+# What each paper trained on: the first thing a shortfall note names (ours: T91 + SunHays80, 171 images)
+PAPER_TRAINING_DATA: dict[str, str] = {
+    "srcnn": "ImageNet (395,909 images)",
+    "fsrcnn": "T91 + General-100 (191 images, scaled and rotated)",
+    "espcn": "ImageNet (50,000 images)",
+    "vdsr": "291 images (T91 + BSD200, scaled and rotated)",
+    "lapsrn": "291 images (T91 + BSD200, scaled and rotated)",
+    "srresnet": "ImageNet (350,000 images)",
+    "srgan": "ImageNet (350,000 images)",
+    "edsr": "DIV2K (800 2K images)",
+    "swinir": "DIV2K (800 2K images)",
+}
+
+
 # SSIM only where a comparison hinges on it: SRGAN trades PSNR for texture
 PAPER_SSIM: dict[str, dict[tuple[str, int], float]] = {
     "srgan": {("Set5", 4): 0.8472, ("Set14", 4): 0.7397, ("BSD100", 4): 0.6688},

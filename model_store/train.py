@@ -618,7 +618,8 @@ class Trainer(TrainingRun):
             half_precision_safe=half_precision_safe,
             receptive_field=int(getattr(self.module, "receptive_field", 8)),
             size_multiple=int(getattr(self.module, "size_multiple", 1)),
-            training=training, results=results, paper=PAPERS.get(self.cfg.arch, ""), notes=shortfall_note(results),
+            training=training, results=results, paper=PAPERS.get(self.cfg.arch, ""),
+            notes=shortfall_note(results, self.cfg.arch),
         )
 
 
