@@ -20,6 +20,8 @@ import httpx
 import pytest
 from redis import Redis
 
+from tests.processes import popen_tied
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DATA_DIR = Path(os.environ.get("SRSERVE_DATA_DIR", REPO_ROOT.parent / "shared" / "data"))
 START_TIMEOUT_S = 90.0  # the worker imports torch: slow on a busy 2-core machine
@@ -156,7 +158,7 @@ def start_live_service(
     try:
         for proc_name, cmd in commands.items():
             with live.logs[proc_name].open("wb") as log:
-                live.procs[proc_name] = subprocess.Popen(
+                live.procs[proc_name] = popen_tied(
                     cmd, cwd=REPO_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT
                 )
         deadline = time.monotonic() + START_TIMEOUT_S

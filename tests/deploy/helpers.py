@@ -14,6 +14,8 @@ import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+from tests.processes import popen_tied
+
 REPO = Path(__file__).resolve().parents[2]
 # console scripts installed beside the interpreter running the tests (hadolint, moto_server)
 VENV_BIN = Path(sys.executable).parent
@@ -63,9 +65,10 @@ def tail(log: Path | None, lines: int = 40) -> str:
 def child_process(
     argv: list[str], log: Path, env: dict[str, str] | None = None, cwd: Path | None = None
 ) -> Iterator[subprocess.Popen]:
-    """Run `argv` in its own process group, output to `log`; SIGTERM (then SIGKILL) on exit."""
+    """Run `argv` in its own process group, output to `log`; SIGTERM (then SIGKILL) on exit, SIGTERM if the
+    tests die first."""
     with log.open("wb") as out:
-        proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, env=env, cwd=cwd, start_new_session=True)
+        proc = popen_tied(argv, stdout=out, stderr=subprocess.STDOUT, env=env, cwd=cwd, start_new_session=True)
         try:
             yield proc
         finally:

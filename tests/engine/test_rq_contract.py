@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import os
 import signal
-import subprocess
 import sys
 import threading
 import time
@@ -21,6 +20,7 @@ from rq.job import Job, JobStatus
 from rq.registry import StartedJobRegistry
 from rq.serializers import JSONSerializer
 
+from tests.processes import popen_tied
 from worker.batching_worker import BatchingWorker
 
 REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379")
@@ -104,7 +104,7 @@ def test_killed_worker_jobs_are_retried_by_rq(queue: Queue, conn: Redis) -> None
         "BatchingWorker([q], connection=c, serializer=JSONSerializer,"
         " max_jobs_in_flight=4, execution_ttl_s=3).work()"
     )
-    proc = subprocess.Popen([sys.executable, "-c", code])
+    proc = popen_tied([sys.executable, "-c", code])
     try:
         deadline = time.time() + 15
         while time.time() < deadline and not all(

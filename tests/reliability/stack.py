@@ -25,6 +25,7 @@ from rq.serializers import JSONSerializer
 from srserve import jobspec
 from srserve.blobstore import FilesystemBlobStore
 from tests.conftest import REPO_ROOT, START_TIMEOUT_S, free_port
+from tests.processes import popen_tied
 
 TERMINAL = {"succeeded", "failed", "canceled"}
 
@@ -50,7 +51,7 @@ class PrivateRedis:
             "--appendonly", "yes", "--appendfsync", "always", "--save", "", "--daemonize", "no",
             "--loglevel", "warning", "--logfile", str(self.folder / "redis.log"),
         ]  # fmt: skip
-        self.proc = subprocess.Popen(cmd)
+        self.proc = popen_tied(cmd)
         deadline = time.monotonic() + 15
         while True:
             try:
@@ -122,7 +123,7 @@ class Stack:
 
     def _spawn(self, name: str, args: list[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
         with self.log(name).open("ab") as out:
-            proc = subprocess.Popen(
+            proc = popen_tied(
                 [sys.executable, "-m", "srserve.cli", *args], cwd=REPO_ROOT, env=env, stdout=out,
                 stderr=subprocess.STDOUT,
             )

@@ -14,6 +14,7 @@ import httpx
 import psutil
 
 from tests.conftest import REPO_ROOT, free_port
+from tests.processes import popen_tied
 from tests.service import images
 
 
@@ -37,7 +38,7 @@ def test_serve_all_in_one_with_embedded_redis(tmp_path: Path) -> None:
         str(tmp_path / "redis"),
     ]
     with log_path.open("wb") as log:
-        proc = subprocess.Popen(cmd, cwd=REPO_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+        proc = popen_tied(cmd, cwd=REPO_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
     base = f"http://127.0.0.1:{port}"
     children: list[psutil.Process] = []
     try:
