@@ -6,6 +6,8 @@
 #   scripts/dev.sh test [ARGS...]   setup, then the whole test suite (pytest ARGS); uses REDIS_URL, else
 #                                   a Redis on 127.0.0.1:6379, else starts a private one for the run
 #   scripts/dev.sh lint             ruff over the project
+#   scripts/dev.sh lock             re-resolve every dependency (latest allowed by pyproject.toml) in a
+#                                   throw-away venv and write the exact versions to constraints.txt
 #
 # Environment: PYTHON (interpreter for the venv, default python3), SRSERVE_VENV (default ./.venv),
 # SRSERVE_TORCH_SPEC (default torch==2.13.0; e.g. a CUDA build on a GPU host).
@@ -26,17 +28,37 @@ setup() {
     log "creating $VENV"
     "$PYTHON" -m venv "$VENV"
   fi
-  # reinstall only when pyproject.toml or the torch pin changed
+  # reinstall only when pyproject.toml, the locked versions or the torch pin changed
   local stamp="$VENV/.srserve-install" want
-  want="$(sha256sum pyproject.toml | cut -d' ' -f1) $TORCH_SPEC"
+  want="$(cat pyproject.toml constraints.txt | sha256sum | cut -d' ' -f1) $TORCH_SPEC"
   if [[ "$(cat "$stamp" 2>/dev/null)" != "$want" ]] || ! "$VENV/bin/python" -c \
       'import importlib.util as u, sys; sys.exit(not (u.find_spec("srserve") and u.find_spec("torch")))'; then
     log "installing $TORCH_SPEC and srserve[worker,dev] into $VENV"
     # torch first and pinned: an unpinned resolve would pull a multi-GB CUDA build
     "$VENV/bin/python" -m pip install --quiet "$TORCH_SPEC"
-    "$VENV/bin/python" -m pip install --quiet -e ".[worker,dev]"
+    # the versions CI last passed with (constraints.txt), not whatever was released since
+    "$VENV/bin/python" -m pip install --quiet -c constraints.txt -e ".[worker,dev]"
     echo "$want" >"$stamp"
   fi
+}
+
+lock() {
+  local tmp
+  tmp="$(mktemp -d)"
+  log "resolving srserve[worker,dev,s3] afresh in $tmp"
+  "$PYTHON" -m venv "$tmp/venv"
+  "$tmp/venv/bin/python" -m pip install --quiet "$TORCH_SPEC"
+  "$tmp/venv/bin/python" -m pip install --quiet ".[worker,dev,s3]"
+  {
+    echo "# Exact versions of every dependency, for pip's -c: scripts/dev.sh setup, CI and the Docker images"
+    echo "# install these, so a release elsewhere cannot change what runs until this file changes. torch is"
+    echo "# pinned on its own (SRSERVE_TORCH_SPEC, the images' TORCH_VERSION). Regenerate with"
+    echo "# \`scripts/dev.sh lock\` (Python $("$tmp/venv/bin/python" -c 'import platform; print(platform.python_version())'), $(uname -sm)), then run the tests."
+    "$tmp/venv/bin/python" -m pip freeze --all --exclude-editable \
+      | grep -v -i -E '^(srserve|torch|pip|setuptools|wheel)( ?@|==)' | LC_ALL=C sort -f
+  } >constraints.txt
+  rm -rf "$tmp" build  # build/: setuptools' in-tree leftovers of the non-editable install
+  log "wrote constraints.txt ($(grep -c '==' constraints.txt) packages)"
 }
 
 system_tools() {
@@ -118,12 +140,15 @@ case "$cmd" in
     fi
     exit $rc
     ;;
+  lock)
+    lock
+    ;;
   lint)
     setup
     "$VENV/bin/ruff" check service worker srserve model_store tests
     ;;
   *)
-    sed -n '2,12p' "$0" >&2
+    sed -n '2,14p' "$0" >&2
     exit 2
     ;;
 esac
