@@ -148,7 +148,7 @@ case "$cmd" in
     "$VENV/bin/ruff" check service worker srserve model_store tests
     ;;
   *)
-    sed -n '2,14p' "$0" >&2
+    sed -n '2,13p' "$0" >&2
     exit 2
     ;;
 esac
