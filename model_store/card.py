@@ -41,13 +41,13 @@ class EvalResult(_Strict):
 
 # the sentence `shortfall_note` writes, and the one it replaced on older cards
 _SHORTFALL = re.compile(r"Below the paper: .*?(?:More iterations \(GPU\) would close most of it|"
-                        r"more data beyond that)\.")
+                        r"closing it may take more data)\.")
 
 
 def shortfall_note(results: list[EvalResult], family: str) -> str:
-    """The card note listing every cell below the paper's figure and what would narrow the gap (empty when
-    no cell is below): more steps, which the GPU run gives every model, and where the paper trained on more
-    than our 171 images, more data."""
+    """The card note listing every cell below the paper's figure (empty when none is), what the paper
+    trained on, and what would narrow the gap: more steps, which the GPU run gives every model, and more
+    data, which most papers had."""
     cells = [f"{r.dataset} x{r.scale} {r.psnr_y - r.paper_psnr_y:+.2f} dB" for r in results
              if r.paper_psnr_y is not None and r.psnr_y < r.paper_psnr_y]
     if not cells:
@@ -55,7 +55,7 @@ def shortfall_note(results: list[EvalResult], family: str) -> str:
     paper_data = PAPER_TRAINING_DATA.get(family)
     trained_on = f"The paper trained on {paper_data}, these weights" if paper_data else "These weights"
     return (f"Below the paper: {', '.join(cells)}. {trained_on} on T91 + SunHays80 (171 images): more steps "
-            "(a GPU run) would narrow it, and more data beyond that.")
+            "(a GPU run) would narrow the gap; closing it may take more data.")
 
 
 def with_shortfall_note(notes: str, results: list[EvalResult], family: str) -> str:

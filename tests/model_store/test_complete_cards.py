@@ -23,8 +23,8 @@ def test_shortfall_note_is_rewritten_and_other_notes_kept() -> None:
     rows = [_row("Set5", 30.0, 30.72), _row("Set14", 28.0, 27.61), _row("BSD100", 26.5, None)]
     note = shortfall_note(rows, "espcn")
     assert note == ("Below the paper: Set5 x4 -0.72 dB. The paper trained on ImageNet (50,000 images), these "
-                    "weights on T91 + SunHays80 (171 images): more steps (a GPU run) would narrow it, and more "
-                    "data beyond that.")
+                    "weights on T91 + SunHays80 (171 images): more steps (a GPU run) would narrow the gap; "
+                    "closing it may take more data.")
     assert shortfall_note(rows, "bicubic").startswith("Below the paper: Set5 x4 -0.72 dB. These weights on T91")
     legacy = "Below the paper: Set5 x4 -1.00 dB. More iterations (GPU) would close most of it. Trained on CPU."
     for old in (legacy, shortfall_note([_row("Set5", 29.0, 30.72)], "espcn") + " Trained on CPU."):
