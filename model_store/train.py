@@ -53,6 +53,11 @@ CHARBONNIER_EPS = 1e-3  # LapSRN's value
 HALF_SAFE_DB = 0.02  # bf16 may move Set5 PSNR by less than this for `half_precision_safe`
 
 
+def cpu_has_native_bf16() -> bool:
+    """oneDNN runs bf16 in hardware here (AVX512-BF16, AMX); elsewhere it emulates it, many times slower."""
+    return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+
+
 @dataclass(frozen=True)
 class Recipe:
     """Per-architecture defaults, sized for a few minutes on one modern GPU shared by several runs."""
@@ -565,12 +570,21 @@ class Trainer(TrainingRun):
         tmp.chmod(0o644)  # a shippable package file, not a private one
         os.replace(tmp, self.weights_path)
         card = self._card(results=results, weights_sha256=sha256_file(self.weights_path),
-                          training=self._recipe(), half_precision_safe=half_safe)
+                          training=self._recipe(), half_precision_safe=bool(half_safe))
+        if half_safe is None:
+            card = card.model_copy(update={"notes": " ".join(filter(None, [
+                card.notes, "bf16 not measured (the training CPU has no native bf16): serves in fp32."]))})
         self.card_path.write_text(card.model_dump_json(indent=2) + "\n")
         log.info("wrote %s and %s", self.weights_path, self.card_path)
         return card
 
-    def _half_precision_safe(self, results: list[EvalResult]) -> bool:
+    def _half_precision_safe(self, results: list[EvalResult]) -> bool | None:
+        """Whether bf16 keeps Set5 within HALF_SAFE_DB at every scale; None (not measured, the card says
+        fp32) on a CPU without native bf16, where oneDNN emulates it: VDSR's three Set5 passes took over
+        13 minutes on an AVX2 host, against 30 s in fp32."""
+        if self.device.type == "cpu" and not cpu_has_native_bf16():
+            log.warning("%s: no native bf16 on this CPU: bf16 not measured, the card says fp32", self.name)
+            return None
         deltas = []
         for scale in self.scales:
             fp32 = next((r.psnr_y for r in results if r.dataset == "Set5" and r.scale == scale), None)

@@ -68,6 +68,21 @@ def test_training_reduces_loss_and_writes_a_loadable_model(tiny_data: Path, tmp_
     assert out.shape == (1, 3, 20, 24)
 
 
+def test_bf16_is_not_measured_on_a_cpu_that_only_emulates_it(
+    tiny_data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("model_store.train.cpu_has_native_bf16", lambda: False)
+    trainer = Trainer(_config(tiny_data, tmp_path, iters=4, eval_every=4))
+    dtypes: list[torch.dtype | None] = []
+    evaluate = trainer.evaluate
+    monkeypatch.setattr(trainer, "evaluate", lambda *a, **kw: dtypes.append(kw.get("dtype")) or evaluate(*a, **kw))
+    trainer.fit()
+    card = trainer.finish()
+    assert dtypes and torch.bfloat16 not in dtypes  # no emulated bf16 pass
+    assert card.half_precision_safe is False
+    assert card.notes.endswith("bf16 not measured (the training CPU has no native bf16): serves in fp32.")
+
+
 def test_resume_continues_from_the_checkpoint(tiny_data: Path, tmp_path: Path) -> None:
     first = Trainer(_config(tiny_data, tmp_path, iters=20, eval_every=10))
     first.fit()
