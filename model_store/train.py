@@ -570,18 +570,15 @@ class Trainer(TrainingRun):
         tmp.chmod(0o644)  # a shippable package file, not a private one
         os.replace(tmp, self.weights_path)
         card = self._card(results=results, weights_sha256=sha256_file(self.weights_path),
-                          training=self._recipe(), half_precision_safe=bool(half_safe))
-        if half_safe is None:
-            card = card.model_copy(update={"notes": " ".join(filter(None, [
-                card.notes, "bf16 not measured (the training CPU has no native bf16): serves in fp32."]))})
+                          training=self._recipe(), half_precision_safe=half_safe)
         self.card_path.write_text(card.model_dump_json(indent=2) + "\n")
         log.info("wrote %s and %s", self.weights_path, self.card_path)
         return card
 
     def _half_precision_safe(self, results: list[EvalResult]) -> bool | None:
         """Whether bf16 keeps Set5 within HALF_SAFE_DB at every scale; None (not measured, the card says
-        fp32) on a CPU without native bf16, where oneDNN emulates it: VDSR's three Set5 passes took over
-        13 minutes on an AVX2 host, against 30 s in fp32."""
+        fp32) on a CPU without native bf16, where oneDNN emulates it: VDSR's first bf16 Set5 pass had not
+        ended after 13 minutes on an AVX2 host (fp32: 11 s)."""
         if self.device.type == "cpu" and not cpu_has_native_bf16():
             log.warning("%s: no native bf16 on this CPU: bf16 not measured, the card says fp32", self.name)
             return None
@@ -619,7 +616,8 @@ class Trainer(TrainingRun):
         )
 
     def _card(self, *, results: list[EvalResult], weights_sha256: str | None, training: TrainingRecipe | None,
-              half_precision_safe: bool = False) -> ModelCard:
+              half_precision_safe: bool | None = False) -> ModelCard:
+        """`half_precision_safe` None: not measured (serves in fp32), and the notes say so."""
         in_ch = 1 if self.channels == "y" else 3
         self.module.eval()
         flops = flops_per_output_pixel(self.module, in_ch, self.scales[0])
@@ -629,11 +627,15 @@ class Trainer(TrainingRun):
             arch_args=self.arch_args, scales=self.scales, kind="single", channels=self.channels,  # type: ignore[arg-type]
             params=count_params(self.module), flops_per_output_pixel=flops,
             weights_file=self.weights_path.name, weights_sha256=weights_sha256,
-            half_precision_safe=half_precision_safe,
+            half_precision_safe=bool(half_precision_safe),
             receptive_field=int(getattr(self.module, "receptive_field", 8)),
             size_multiple=int(getattr(self.module, "size_multiple", 1)),
             training=training, results=results, paper=PAPERS.get(self.cfg.arch, ""),
-            notes=shortfall_note(results, self.cfg.arch),
+            notes=" ".join(filter(None, [
+                shortfall_note(results, self.cfg.arch),
+                "bf16 not measured (the training CPU has no native bf16): serves in fp32."
+                if half_precision_safe is None else "",
+            ])),
         )
 
 
