@@ -1,4 +1,4 @@
-"""The API in-process (TestClient) on a real Redis but a queue no worker listens to: queued-job
+"""The API in-process (uvicorn in a thread) on a real Redis but a queue no worker listens to: queued-job
 cancellation, queue positions, readiness without workers, a Redis outage, links, CORS, body limit."""
 
 from __future__ import annotations
@@ -7,18 +7,18 @@ import io
 from collections.abc import Callable
 from pathlib import Path
 
-from fastapi.testclient import TestClient
 from PIL import Image
 from redis import Redis
 from rq import Queue
 from rq.serializers import JSONSerializer
 
+from tests.served_app import AppClient
 from tests.service import images
 
-Client = Callable[..., TestClient]
+Client = Callable[..., AppClient]
 
 
-def _submit(client: TestClient, **form: str) -> dict:
+def _submit(client: AppClient, **form: str) -> dict:
     resp = client.post(
         "/v1/upscale",
         files={"image": ("a.png", images.png(12, 10), "image/png")},
@@ -38,7 +38,7 @@ def test_readyz_without_worker_is_503(make_client: Client) -> None:
 
 def test_queue_positions_and_cancel_of_a_queued_job(make_client: Client, redis_conn: Redis) -> None:
     client = make_client()
-    queue_name = client.app.state.settings.queue_name  # type: ignore[attr-defined]
+    queue_name = client.app.state.settings.queue_name
     first, second = _submit(client), _submit(client)
     assert client.get(f"/v1/jobs/{first['id']}").json()["queue_position"] == 0
     assert client.get(f"/v1/jobs/{second['id']}").json()["queue_position"] == 1
@@ -77,7 +77,7 @@ def test_redis_outage_is_503_with_retry_after(make_client: Client, tmp_path: Pat
 
 def test_other_rq_jobs_are_not_visible(make_client: Client, redis_conn: Redis) -> None:
     client = make_client()
-    queue = Queue(client.app.state.settings.queue_name, connection=redis_conn, serializer=JSONSerializer)  # type: ignore[attr-defined]
+    queue = Queue(client.app.state.settings.queue_name, connection=redis_conn, serializer=JSONSerializer)
     job = queue.enqueue("os.getcwd", job_id="someone-elses-job-123")
     resp = client.get(f"/v1/jobs/{job.id}")
     assert resp.status_code == 404 and resp.json()["error"]["code"] == "job_not_found"
@@ -128,7 +128,7 @@ def test_unwritable_blob_store_is_503_not_500(make_client: Client, tmp_path: Pat
     blocked = tmp_path / "not-a-dir"
     client = make_client(blob_dir=tmp_path / "blobs")
     blocked.write_text("a file where the job folders should go")
-    client.app.state.services.jobs.store.root = blocked  # type: ignore[attr-defined]
+    client.app.state.services.jobs.store.root = blocked
     resp = client.post("/v1/upscale", files={"image": ("a.png", images.png(), "image/png")}, data={"scale": "2"})
     assert resp.status_code == 503, resp.text
     assert resp.json()["error"]["code"] == "storage_unavailable" and "Retry-After" in resp.headers

@@ -13,10 +13,10 @@ from collections.abc import Callable
 
 import httpx
 import pytest
-from fastapi.testclient import TestClient
 
 from srserve.client import Client, JobTimeoutError
 from tests.conftest import LiveService
+from tests.served_app import AppClient
 from tests.service import images
 from tests.service.test_api_jobs import enqueue_direct
 from tests.worker.slow_jobs import SLOW_UPSCALE
@@ -25,7 +25,7 @@ LONG = 30  # the default SRSERVE_MAX_WAIT_S; every wake-up below must beat SHORT
 SHORT_READ = 20.0
 
 
-def _submit_offline(client: TestClient) -> str:
+def _submit_offline(client: AppClient) -> str:
     resp = client.post("/v1/upscale", files={"image": ("a.png", images.png(12, 10), "image/png")},
                        data={"scale": "2", "model": "bicubic"})
     assert resp.status_code == 202, resp.text
@@ -67,7 +67,7 @@ def test_client_wait_long_polls(live: LiveService) -> None:
     assert sleeps == []  # the server held the request: no polling loop on the client's side
 
 
-def test_wait_limits_and_cancel_of_a_queued_job(make_client: Callable[..., TestClient]) -> None:
+def test_wait_limits_and_cancel_of_a_queued_job(make_client: Callable[..., AppClient]) -> None:
     client = make_client(max_wait_s=LONG)
     job_id = _submit_offline(client)  # no worker listens to this queue: it stays queued
     resp = client.get(f"/v1/jobs/{job_id}", params={"wait": LONG + 1})
@@ -82,7 +82,7 @@ def test_wait_limits_and_cancel_of_a_queued_job(make_client: Callable[..., TestC
         target=lambda: answers.append(client.get(f"/v1/jobs/{job_id}", params={"wait": LONG}).json())
     )
     poll.start()
-    services = client.app.state.services  # type: ignore[attr-defined]
+    services = client.app.state.services
     assert services.watcher.wait_subscribed(10)
     while services.watcher.waiting == 0 and poll.is_alive():
         poll.join(0.01)
@@ -97,7 +97,7 @@ def test_wait_limits_and_cancel_of_a_queued_job(make_client: Callable[..., TestC
     assert "srserve_long_polls_waiting 0.0" in metrics
 
 
-def test_long_polls_off(make_client: Callable[..., TestClient]) -> None:
+def test_long_polls_off(make_client: Callable[..., AppClient]) -> None:
     client = make_client(max_wait_s=0)
     job_id = _submit_offline(client)
     resp = client.get(f"/v1/jobs/{job_id}", params={"wait": 1})
@@ -110,7 +110,7 @@ def test_long_polls_off(make_client: Callable[..., TestClient]) -> None:
         sleeps.append(seconds)
         time.sleep(seconds)
 
-    lib = Client("http://testserver", transport=client._transport, sleep=sleep)  # type: ignore[attr-defined]
+    lib = Client(str(client.base_url), sleep=sleep)
     with pytest.raises(JobTimeoutError):  # the job never runs here
         lib.wait(job_id, timeout=0.5)
     assert lib.long_poll == 0 and sleeps  # it polled (and slept) instead

@@ -11,12 +11,12 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from fastapi.testclient import TestClient
 from redis import Redis
 
 from service.main import create_app
 from service.settings import ServiceSettings
 from srserve.blobstore import FilesystemBlobStore
+from tests.served_app import AppClient, served
 from tests.service import images
 from worker import jobs
 from worker import settings as worker_settings
@@ -52,8 +52,13 @@ def _work_burst(redis_conn: Redis) -> None:
             signal.signal(sig, handler)
 
 
-def test_results_expire_with_the_job_record(env: dict[str, str], redis_conn: Redis) -> None:
-    client = TestClient(create_app(ServiceSettings()), raise_server_exceptions=False)
+@pytest.fixture
+def client(env: dict[str, str]) -> Iterator[AppClient]:
+    with served(create_app(ServiceSettings())) as client:
+        yield client
+
+
+def test_results_expire_with_the_job_record(env: dict[str, str], client: AppClient, redis_conn: Redis) -> None:
     resp = client.post(
         "/v1/upscale", files={"image": ("a.png", images.png(), "image/png")}, data={"scale": "2"}
     )
@@ -77,4 +82,3 @@ def test_results_expire_with_the_job_record(env: dict[str, str], redis_conn: Red
     redis_conn.delete(f"srserve:blob-sweep:{env['SRSERVE_QUEUE_NAME']}")  # the first run's lock
     _work_burst(redis_conn)  # maintenance runs at worker start: the orphaned blobs go
     assert not store.exists(f"jobs/{job_id}/result.png")
-    client.close()
