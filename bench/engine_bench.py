@@ -146,7 +146,7 @@ def bench_pure(desc: SRDescriptor, img: np.ndarray, device: torch.device, second
     h, w = img.shape[:2]
     out_px = h * w * desc.scale**2
     dtypes: list[tuple[str, torch.dtype | None]] = [("fp32", None)]
-    if device.type == "cuda" and desc.supports_half:
+    if desc.supports_half:  # safe on this device (on a CPU: measured there, and native bf16)
         dtypes.append(("bf16", torch.bfloat16))
     best: Case | None = None
     max_batch = max(1, min(64, (4096 * 4096) // (h * w)))
@@ -237,7 +237,7 @@ def bench_engine(
         "",
         "engine" if with_codec else "engine-infer",
         device.type,
-        "bf16" if device.type == "cuda" and desc.supports_half else "fp32",
+        "bf16" if engine.serving_dtype(desc) == torch.bfloat16 else "fp32",  # the engine's own choice
         max(stats_batches),
         len(imgs),
         total,

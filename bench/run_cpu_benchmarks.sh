@@ -13,3 +13,8 @@ $PY -m srserve.cli --log-level WARNING bench e2e --clients 1,8,64 --model bicubi
 # 3. naive vs pure vs engine per model (x4) on this CPU
 $PY -m srserve.cli --log-level WARNING bench models --device cpu --models bicubic,fsrcnn_x4,espcn_x4 \
   --sizes 128,256,512,1920x1080 --seconds 1 --tag cpu-models
+# 4. the engine's CPU bf16 choice (needs a CPU with native bf16, else both runs are fp32): off vs auto
+for hp in off auto; do
+  SRSERVE_HALF_PRECISION=$hp $PY -m srserve.cli --log-level WARNING bench models --device cpu \
+    --models srcnn_x4,lapsrn_x4,edsr_baseline_x4,fsrcnn_x4 --sizes 128,256 --seconds 1 --tag cpu-bf16-$hp
+done

@@ -95,6 +95,9 @@ class ModelCard(_Strict):
     weights_file: str | None = None  # relative to the card's folder
     weights_sha256: str | None = None
     half_precision_safe: bool = False  # bf16/fp16 change Set5 PSNR by < 0.02 dB
+    # the largest Set5 PSNR change (dB) of bf16 through the CPU serving path, which differs from CUDA's
+    # (model_store.precision); None = not measured: CPUs serve the model in fp32
+    cpu_bf16_psnr_delta: float | None = None
     receptive_field: int = 8  # LR pixels of context each output needs: the minimum tile overlap
     size_multiple: int = 1  # input H and W must be multiples of this (padding is the caller's)
     min_frames: int = 1

@@ -21,6 +21,7 @@ from torch import nn
 
 from model_store.allocator import retain_freed_memory
 from model_store.card import Catalog, ModelCard
+from model_store.precision import cpu_bf16_safe
 from model_store.resize import imresize_torch
 
 # One module per architecture; importing a module registers what it defines.
@@ -185,7 +186,7 @@ class SRDescriptor:
     module: nn.Module
     device: torch.device
     channels: str
-    supports_half: bool
+    supports_half: bool  # bf16 is safe for this model on this device
     receptive_field: int
     size_multiple: int
     channels_last: bool = False
@@ -263,7 +264,8 @@ def load_descriptor(
         module=module,
         device=dev,
         channels=card.channels,
-        supports_half=card.half_precision_safe,
+        # safe in bf16 on this device: each device's own measurement (model_store.precision)
+        supports_half=cpu_bf16_safe(card.cpu_bf16_psnr_delta) if dev.type == "cpu" else card.half_precision_safe,
         receptive_field=card.receptive_field,
         size_multiple=card.size_multiple,
         channels_last=channels_last,

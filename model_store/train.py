@@ -42,6 +42,7 @@ from model_store.data import BENCHMARK_SETS, PatchSampler, benchmark_pairs, data
 from model_store.evaluate import EvalReport, card_result, descriptor_for, evaluate_pairs
 from model_store.fast_resize import imresize_torch_cached
 from model_store.paper_results import PAPERS
+from model_store.precision import HALF_SAFE_DB, cpu_has_native_bf16
 from model_store.profiling import flops_per_output_pixel
 from model_store.registry import arch_spec, count_params, rgb_to_ycbcr, sha256_file
 
@@ -50,12 +51,6 @@ log = logging.getLogger(__name__)
 LossName = Literal["l1", "charbonnier", "mse"]
 AmpName = Literal["auto", "bf16", "fp16", "none"]
 CHARBONNIER_EPS = 1e-3  # LapSRN's value
-HALF_SAFE_DB = 0.02  # bf16 may move Set5 PSNR by less than this for `half_precision_safe`
-
-
-def cpu_has_native_bf16() -> bool:
-    """oneDNN runs bf16 in hardware here (AVX512-BF16, AMX); elsewhere it emulates it, many times slower."""
-    return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
 
 
 @dataclass(frozen=True)

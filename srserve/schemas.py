@@ -68,6 +68,10 @@ class JobMetrics(BaseModel):
     timings: Timings = Field(default_factory=Timings)
     device: str = ""
     model: str = ""
+    precision: str = Field(
+        default="fp32", description="the network's arithmetic: fp32, or bf16 where the model's card says it is "
+        "safe on this device (Set5 PSNR within 0.02 dB) and the worker's SRSERVE_HALF_PRECISION allows it"
+    )
     weights_sha256: str | None = None
     batch_size: int | None = Field(default=None, description="largest batch this job's tiles ran in")
     tiles: int | None = None

@@ -34,6 +34,7 @@ from typing import NamedTuple
 import numpy as np
 import torch
 
+from model_store.precision import bf16_pays, bf16_speedup
 from model_store.registry import SRDescriptor
 from model_store.tiling import Stitcher, Tile, TilePlan, extract_tile, plan_tiles
 
@@ -80,7 +81,9 @@ class EngineConfig:
     min_tile: int = 32
     default_policy: BatchPolicy = field(default_factory=BatchPolicy)
     policies: dict[str, BatchPolicy] = field(default_factory=dict)  # per model name
-    half_precision: str = "auto"  # auto: bf16 on CUDA where the card says safe; "off": always fp32
+    # auto: bf16 where the card says it is safe on this device (on a CPU: native bf16, and measured
+    # faster for the network); "off": always fp32
+    half_precision: str = "auto"
     # Simulated device memory (bytes) for tests and CPU: a batch whose estimated activation memory is
     # larger raises the same out-of-memory path as CUDA. 0 = no simulated limit.
     memory_budget_bytes: int = 0
@@ -120,6 +123,7 @@ class EngineStats:
     inference_s: float = 0.0
     oom_backoffs: int = 0
     tile_size: int = 0
+    precision: str = "fp32"  # or bf16: what the network computed in (`serving_dtype`)
 
 
 class _JobWork:
@@ -191,6 +195,7 @@ class InferenceEngine:
         self._staging: dict[tuple[str, int, torch.dtype], torch.Tensor] = {}
         self._use_staging = config.staging if config.staging is not None else self.device.type == "cuda"
         self._warmed: set[tuple[str, int, int, int]] = set()  # `_Key.shape`s
+        self._cpu_bf16: dict[tuple[str, int], bool] = {}  # (model, scale): bf16 measured faster here
         depth = config.pipeline_depth if config.pipeline_depth is not None else 3 * (self.device.type == "cuda")
         self._free_slots: SimpleQueue[int] = SimpleQueue()
         for slot in range(max(1, depth)):
@@ -251,6 +256,8 @@ class InferenceEngine:
             if work.error is not None:
                 raise work.error
             work.stats.oom_backoffs += backoffs
+            if self.serving_dtype(descriptor) == torch.bfloat16:  # decided by the job's first batch, cached
+                work.stats.precision = "bf16"
             return work.stitcher.output, work.stats
 
     @staticmethod
@@ -441,9 +448,7 @@ class InferenceEngine:
         if budget and _activation_bytes(descriptor, padded, th, tw) > budget:
             raise _TileOOM()
         cuda = self.device.type == "cuda"
-        dtype = None
-        if cuda and self.config.half_precision == "auto" and descriptor.supports_half:
-            dtype = torch.bfloat16
+        dtype = self.serving_dtype(descriptor, th, tw)
         if self._bucket and key.shape not in self._warmed and self._recurring_shape(descriptor, th, tw):
             self._warmed.add(key.shape)
             self._warm_up(descriptor, th, tw, limit, dtype)
@@ -475,6 +480,24 @@ class InferenceEngine:
             torch.cuda.empty_cache()
             raise _TileOOM() from exc
         return out.numpy()[:n], ready
+
+    def serving_dtype(self, descriptor: SRDescriptor, th: int = 64, tw: int = 64) -> torch.dtype | None:
+        """bf16 where the card says it is safe on this device (`descriptor.supports_half`) unless half
+        precision is off; on a CPU only where it also measured faster for this network, once, on a tile of
+        at most 64² (a fraction of a second): oneDNN's bf16 kernels double SRCNN's, LapSRN's and EDSR's
+        speed on AVX512-BF16 but slow FSRCNN down (x0.5-0.6). None = fp32."""
+        if self.config.half_precision != "auto" or not descriptor.supports_half:
+            return None
+        if self.device.type != "cpu":
+            return torch.bfloat16
+        key = (descriptor.name, descriptor.scale)
+        if key not in self._cpu_bf16:
+            sample = torch.rand(1, 3, min(th, 64), min(tw, 64), generator=torch.Generator().manual_seed(0))
+            speedup = bf16_speedup(lambda dtype: descriptor(sample, dtype))
+            self._cpu_bf16[key] = bf16_pays(speedup)
+            log.info("%s x%d: bf16 is %.2fx fp32's speed on this CPU: serving in %s", descriptor.name,
+                     descriptor.scale, speedup, "bf16" if self._cpu_bf16[key] else "fp32")
+        return torch.bfloat16 if self._cpu_bf16[key] else None
 
     def _recurring_shape(self, descriptor: SRDescriptor, th: int, tw: int) -> bool:
         """The full tile, or (fitted tiles) both sides on the `fit_step` grid: shapes that come back, worth

@@ -363,6 +363,7 @@ def execute_upscale(
         ),
         device=ctx.device,
         model=spec.model,
+        precision=engine_stats.precision,
         weights_sha256=card.weights_sha256,
         batch_size=engine_stats.max_batch,
         tiles=engine_stats.tiles,

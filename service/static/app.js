@@ -592,7 +592,8 @@
         "timings"),
       metric("Ran on", m.device || null,
         `Model ${m.model || job.model}` + (m.weights_sha256 ? `, weights sha256 ${m.weights_sha256.slice(0, 12)}…` : "")
-        + (has(m.tiles) ? `, ${m.tiles} tile(s)` : "") + (has(m.batch_size) ? `, batch of ${m.batch_size}` : "") + ".",
+        + (has(m.tiles) ? `, ${m.tiles} tile(s)` : "") + (has(m.batch_size) ? `, batch of ${m.batch_size}` : "")
+        + (m.precision ? `, ${m.precision}` : "") + ".",
         "device"),
     ];
     if (job.result) {

@@ -32,13 +32,19 @@ def _image(h: int, w: int, seed: int = 0) -> np.ndarray:
     return up[0].permute(1, 2, 0).numpy().copy()
 
 
+def fp32_config(**settings: object) -> EngineConfig:
+    """Engines here run fp32: tiled == untiled is a property of the arithmetic, and on a CPU with native
+    bf16 `half_precision="auto"` serves some models in bf16 (tests/engine/test_cpu_bf16.py)."""
+    return EngineConfig(half_precision="off", **settings)  # type: ignore[arg-type]
+
+
 def _untiled(desc: SRDescriptor, img: np.ndarray) -> np.ndarray:
     return desc(torch.from_numpy(img).permute(2, 0, 1)[None])[0].permute(1, 2, 0).numpy()
 
 
 @pytest.fixture
 def engine() -> Iterator[InferenceEngine]:
-    eng = InferenceEngine(EngineConfig(tile_size=48, default_policy=BatchPolicy(8, 0.01))).start()
+    eng = InferenceEngine(fp32_config(tile_size=48, default_policy=BatchPolicy(8, 0.01))).start()
     yield eng
     eng.stop()
 
@@ -46,14 +52,14 @@ def engine() -> Iterator[InferenceEngine]:
 # the CUDA arrangement on CPU: padded batches through reused per-slot staging buffers, stitched on
 # a completion thread while the next batch computes (one slot: handed out before its batch is stitched,
 # it would mix jobs up)
-PIPELINED = EngineConfig(
+PIPELINED = fp32_config(
     tile_size=48, default_policy=BatchPolicy(8, 0.01), bucket_batches=True, pipeline_depth=1, staging=True
 )
 
 
 @pytest.fixture(params=["inline", "pipelined"])
 def any_engine(request: pytest.FixtureRequest) -> Iterator[InferenceEngine]:
-    inline = EngineConfig(tile_size=48, default_policy=BatchPolicy(8, 0.01))
+    inline = fp32_config(tile_size=48, default_policy=BatchPolicy(8, 0.01))
     config = PIPELINED if request.param == "pipelined" else inline
     eng = InferenceEngine(config).start()
     yield eng
@@ -100,7 +106,7 @@ def test_fit_step_puts_multi_tile_axes_on_a_grid_and_keeps_whole_axes_exact() ->
 def test_gridded_fitted_tiles_of_several_jobs_batch_together_and_equal_untiled() -> None:
     card = CATALOG.get("fsrcnn_x4")
     desc = load_descriptor(card, 4, catalog=CATALOG)
-    config = EngineConfig(tile_size=48, default_policy=BatchPolicy(8, 0.05), fit_tiles=True, fit_step=16,
+    config = fp32_config(tile_size=48, default_policy=BatchPolicy(8, 0.05), fit_tiles=True, fit_step=16,
                           bucket_batches=True)
     plans = [plan_tiles(h, w, 48, desc.receptive_field, fit=True, fit_step=16) for h, w in ((70, 101), (66, 97))]
     assert plans[0].shape == plans[1].shape and len(plans[0].tiles) > 1  # two sizes, one tile shape
@@ -118,7 +124,7 @@ def test_gridded_fitted_tiles_of_several_jobs_batch_together_and_equal_untiled()
 def test_batch_pixel_cap_sizes_batches_by_tile_area() -> None:
     # four one-tile jobs of 40², room for 64 tiles but only 2 x 40² pixels: batches of 2
     desc = load_descriptor(CATALOG.resolve("bicubic", 2), 2, catalog=CATALOG)
-    config = EngineConfig(tile_size=48, default_policy=BatchPolicy(64, 0.2), max_batch_pixels=2 * 40 * 40)
+    config = fp32_config(tile_size=48, default_policy=BatchPolicy(64, 0.2), max_batch_pixels=2 * 40 * 40)
     eng = InferenceEngine(config).start()
     try:
         results = upscale_concurrently(eng, [(desc, _image(40, 40, seed=i)) for i in range(4)])
@@ -137,7 +143,7 @@ def test_tiles_fitted_to_the_image_equal_untiled(card: ModelCard) -> None:
     fitted = plan_tiles(h, w, tile, desc.receptive_field, desc.size_multiple, fit=True)
     assert len(fitted.tiles) == len(fixed.tiles) > 1  # as many tiles, less overlap to compute
     assert fitted.tile_h <= fixed.tile_h and fitted.tile_w <= fixed.tile_w
-    eng = InferenceEngine(EngineConfig(tile_size=tile, default_policy=BatchPolicy(1, 0.0), fit_tiles=True)).start()
+    eng = InferenceEngine(fp32_config(tile_size=tile, default_policy=BatchPolicy(1, 0.0), fit_tiles=True)).start()
     try:
         img = _image(h, w)
         tiled, stats = eng.upscale(desc, img)
@@ -210,7 +216,7 @@ def test_bucketed_batches_pad_with_tiles_that_never_reach_a_job(caplog: pytest.L
     desc = load_descriptor(card, card.scales[0], catalog=CATALOG)
     metrics = EngineMetrics(CollectorRegistry())
     eng = InferenceEngine(
-        EngineConfig(tile_size=48, default_policy=BatchPolicy(8, 0.02), bucket_batches=True), metrics
+        fp32_config(tile_size=48, default_policy=BatchPolicy(8, 0.02), bucket_batches=True), metrics
     ).start()
     jobs = [(desc, _image(50 + 9 * i, 60 + 4 * i, seed=i)) for i in range(5)]
     caplog.set_level("INFO", logger="worker.engine")
@@ -231,7 +237,7 @@ def test_out_of_memory_halves_batch_then_tile(pipeline_depth: int) -> None:
     img = _image(100, 120)
     # a budget that fits one 32x32 tile but not one 64x64 tile, nor a batch of two 32s
     one_32 = 32 * 32 * 4 * (3 * 4 + 128)
-    eng = InferenceEngine(EngineConfig(tile_size=64, min_tile=16, memory_budget_bytes=one_32 + 1,
+    eng = InferenceEngine(fp32_config(tile_size=64, min_tile=16, memory_budget_bytes=one_32 + 1,
                                        pipeline_depth=pipeline_depth, staging=pipeline_depth > 0)).start()
     try:
         out, stats = eng.upscale(desc, img)
@@ -243,7 +249,7 @@ def test_out_of_memory_halves_batch_then_tile(pipeline_depth: int) -> None:
 
 def test_out_of_memory_at_the_smallest_tile_fails_the_job() -> None:
     desc = load_descriptor(CATALOG.resolve("bicubic", 2), 2, catalog=CATALOG)
-    eng = InferenceEngine(EngineConfig(tile_size=64, min_tile=32, memory_budget_bytes=1000)).start()
+    eng = InferenceEngine(fp32_config(tile_size=64, min_tile=32, memory_budget_bytes=1000)).start()
     try:
         with pytest.raises(OutOfMemory, match="does not fit"):
             eng.upscale(desc, _image(80, 80))

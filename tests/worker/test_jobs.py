@@ -87,7 +87,7 @@ def test_result_metrics_and_cleanup(ctx: WorkerContext, data_dir: Path) -> None:
     assert m.psnr_y == pytest.approx(quality_y(bicubic_upscale_uint8(lr, 4), hr, shave=4).psnr_y, abs=0.05)
     assert m.bicubic_psnr_y is not None and abs(m.psnr_y - m.bicubic_psnr_y) < 0.05
     assert m.lr_consistency_psnr is not None and m.lr_consistency_psnr > 30
-    assert m.device == "cpu" and m.model == "bicubic"
+    assert m.device == "cpu" and m.model == "bicubic" and m.precision == "fp32"
     t = m.timings
     assert t.queue_wait_s is not None and t.queue_wait_s >= 0.4
     assert all(v is not None and v >= 0 for v in (t.decode_s, t.inference_s, t.encode_s, t.metrics_s))
