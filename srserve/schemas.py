@@ -119,6 +119,11 @@ class ModelView(BaseModel):
     max_frames: int
     default_for_scales: list[int]
     quality: list[ModelQuality]
+    bf16_on_cuda: bool = Field(description="GPU workers serve it in bf16 (Set5 PSNR within 0.02 dB of fp32)")
+    cpu_bf16_psnr_delta: float | None = Field(
+        default=None, description="Set5 PSNR change (dB) of bf16 on the CPU path; under 0.02, CPU workers with "
+        "native bf16 serve it in bf16 where that is faster; null = not measured (fp32)"
+    )
     source: str
     licence: str
     paper: str

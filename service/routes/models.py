@@ -38,6 +38,8 @@ def model_view(card: ModelCard, catalog: Catalog) -> ModelView:
             )
             for r in card.results
         ],
+        bf16_on_cuda=card.half_precision_safe,
+        cpu_bf16_psnr_delta=card.cpu_bf16_psnr_delta,
         source=card.source,
         licence=card.licence,
         paper=card.paper,
