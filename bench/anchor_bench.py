@@ -25,6 +25,7 @@ import torch
 from bench import host_description, served_catalog
 from model_store.evaluate import first_image_uint8, uint8_to_batch
 from model_store.metrics import quality_y
+from model_store.precision import cpu_serving_dtype
 from model_store.registry import SRDescriptor, load_descriptor, rgb_to_ycbcr
 from srserve.imaging import load_rgb_uint8
 
@@ -55,8 +56,8 @@ def _opencv_pass(sr: Any, lrs: list[np.ndarray]) -> list[np.ndarray]:  # cv2 has
     return [sr.upsample(lr[..., ::-1].copy())[..., ::-1] for lr in lrs]  # OpenCV works in BGR
 
 
-def our_pass(desc: SRDescriptor, lrs: list[np.ndarray]) -> list[np.ndarray]:
-    return [first_image_uint8(desc(uint8_to_batch(lr))) for lr in lrs]
+def our_pass(desc: SRDescriptor, lrs: list[np.ndarray], dtype: torch.dtype | None = None) -> list[np.ndarray]:
+    return [first_image_uint8(desc(uint8_to_batch(lr), dtype)) for lr in lrs]
 
 
 def _opencv_net(model_file: Path, *, winograd: bool) -> Any:
@@ -78,13 +79,13 @@ def _opencv_net_pass(net: Any, ys: list[np.ndarray]) -> list[np.ndarray]:
     return outs
 
 
-def _our_net_pass(desc: SRDescriptor, ys: list[torch.Tensor]) -> list[torch.Tensor]:
+def _our_net_pass(desc: SRDescriptor, ys: list[torch.Tensor], dtype: torch.dtype | None) -> list[torch.Tensor]:
     with torch.inference_mode():
-        return [desc.module(y) for y in ys]
+        return [desc.network(y, dtype) for y in ys]
 
 
-def net_only_seconds(desc: SRDescriptor, model_file: Path, lrs: list[np.ndarray], repeats: int
-                     ) -> dict[str, float]:
+def net_only_seconds(desc: SRDescriptor, model_file: Path, lrs: list[np.ndarray], repeats: int,
+                     dtype: torch.dtype | None = None) -> dict[str, float]:
     """The networks alone on the Y channel (no colour conversion, chroma resize or 8-bit rounding), ours vs
     OpenCV's with and without its Winograd 3x3 convolutions: where the per-image gap comes from."""
     y_planes = [rgb_to_ycbcr(uint8_to_batch(lr))[:, :1] for lr in lrs]
@@ -92,7 +93,7 @@ def net_only_seconds(desc: SRDescriptor, model_file: Path, lrs: list[np.ndarray]
             for y in y_planes]
     theirs = [y[0, 0].numpy().astype(np.float32) for y in y_planes]
     timed = best_of_interleaved([
-        partial(_our_net_pass, desc, ours),
+        partial(_our_net_pass, desc, ours, dtype),
         partial(_opencv_net_pass, _opencv_net(model_file, winograd=True), theirs),
         partial(_opencv_net_pass, _opencv_net(model_file, winograd=False), theirs),
     ], repeats)
@@ -138,14 +139,17 @@ def run(args: argparse.Namespace) -> int:
             sr.setModel(cv_name, scale)
             desc = load_descriptor(card, scale, catalog=catalog)
             lrs = [lr for lr, _ in pairs]
+            # as a CPU worker serves it: bf16 only on a CPU with native bf16, where allowed and faster
+            dtype = cpu_serving_dtype(desc, *lrs[0].shape[:2]) if args.half_precision == "auto" else None
             (cv_outs, cv_s), (ours, our_s) = best_of_interleaved(
-                [partial(_opencv_pass, sr, lrs), partial(our_pass, desc, lrs)], args.repeats)
+                [partial(_opencv_pass, sr, lrs), partial(our_pass, desc, lrs, dtype)], args.repeats)
             cv_psnr, cv_ssim = _score(cv_outs, pairs, scale)
             our_psnr, our_ssim = _score(ours, pairs, scale)
             row = {
                 "dataset": dataset,
                 "scale": scale,
                 "model": card.name,
+                "ours_dtype": "bf16" if dtype == torch.bfloat16 else "fp32",
                 "opencv": f"{stem}_x{scale}",
                 "ours_psnr": round(our_psnr, 2),
                 "ours_ssim": round(our_ssim, 4),
@@ -154,7 +158,7 @@ def run(args: argparse.Namespace) -> int:
                 "opencv_ssim": round(cv_ssim, 4),
                 "opencv_s": round(cv_s, 3),
                 # LapSRN's graphs end in several outputs: whole pipelines only
-                **(net_only_seconds(desc, model_file, lrs, args.repeats) if family != "lapsrn" else {}),
+                **(net_only_seconds(desc, model_file, lrs, args.repeats, dtype) if family != "lapsrn" else {}),
             }
             log.info("%s", row)
             rows.append(row)
@@ -171,7 +175,9 @@ def run(args: argparse.Namespace) -> int:
         f"Date: {stamp}",
         "",
         f"Same images, same metric code (Y, shaved, 8-bit). Time = whole set, one image at a time, one CPU thread "
-        f"each; the best of {args.repeats} passes after a warm-up one, the two taking turns.",
+        f"each; the best of {args.repeats} passes after a warm-up one, the two taking turns. Ours in the precision a "
+        f"CPU worker serves the model in here (bf16 only on a CPU with native bf16, where the card's CPU "
+        f"measurement allows it and it times faster; OpenCV runs fp32).",
         "",
         "| set | scale | ours | PSNR / SSIM | seconds | OpenCV | PSNR / SSIM | seconds | speed ratio |",
         "|---|---|---|---|---|---|---|---|---|",
@@ -179,7 +185,8 @@ def run(args: argparse.Namespace) -> int:
     net_rows = [r for r in rows if "ours_net_s" in r]
     for r in rows:
         lines.append(
-            f"| {r['dataset']} | x{r['scale']} | {r['model']} | {r['ours_psnr']} / {r['ours_ssim']} | "
+            f"| {r['dataset']} | x{r['scale']} | {r['model']} ({r['ours_dtype']}) | "
+            f"{r['ours_psnr']} / {r['ours_ssim']} | "
             f"{r['ours_s']} | {r['opencv']} | {r['opencv_psnr']} / {r['opencv_ssim']} | {r['opencv_s']} | "
             f"{float(r['opencv_s']) / max(float(r['ours_s']), 1e-9):.2f}x |"
         )
@@ -194,7 +201,8 @@ def run(args: argparse.Namespace) -> int:
             "|---|---|---|---|---|---|---|",
         ]
         lines += [
-            f"| {r['dataset']} | x{r['scale']} | {r['model']} | {r['ours_net_s']} | {r['opencv']} | "
+            f"| {r['dataset']} | x{r['scale']} | {r['model']} ({r['ours_dtype']}) | {r['ours_net_s']} | "
+            f"{r['opencv']} | "
             f"{r['opencv_net_s']} | {r['opencv_net_no_winograd_s']} |"
             for r in net_rows
         ]

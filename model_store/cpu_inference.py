@@ -22,9 +22,18 @@
 
 Weight files are untouched (only the loaded module's doubled convolutions differ from them, so such a
 module is for inference, not for saving); `load_descriptor` applies this on CPU only.
+
+bf16 undoes the tanh rewrite's precision: sigmoid − 1/2 near 0 keeps only bf16's absolute resolution
+around 1/2 (2^-9), which cost ESPCN x4 0.045 dB of Set5 (x2 0.18). A network with such a rewrite gets a
+bf16 twin instead of running under autocast (`bf16_twin`): its weights in bf16 and each convolution +
+tanh one oneDNN convolution with a tanh post-op, applied to the fp32 accumulator before the result is
+rounded to bf16 — the precision of a bf16 tanh, at the speed of the rewritten network's one pass
+(ESPCN x4 on 120x80, one thread, AVX512-BF16: fp32 2.18 ms, autocast 1.50 ms, twin 1.58 ms).
 """
 
 from __future__ import annotations
+
+import copy
 
 import torch
 from torch import nn
@@ -117,6 +126,54 @@ def route_pointwise_convs_to_onednn(module: nn.Module) -> int:
             conv.dilation = (2, 2)
             count += 1
     return count
+
+
+class FusedConvTanh(nn.Module):
+    """A Conv2d and the tanh after it as one oneDNN convolution (eltwise post-op), in the weights' dtype."""
+
+    def __init__(self, conv: nn.Conv2d) -> None:
+        super().__init__()
+        if conv.padding_mode != "zeros" or isinstance(conv.padding, str):
+            raise ValueError("only explicit zero padding fuses")
+        self.weight = nn.Parameter(conv.weight.detach().clone(), requires_grad=False)
+        self.bias = nn.Parameter(conv.bias.detach().clone(), requires_grad=False) if conv.bias is not None else None
+        self.padding, self.stride, self.dilation = list(conv.padding), list(conv.stride), list(conv.dilation)
+        self.groups = conv.groups
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.ops.mkldnn._convolution_pointwise(
+            x, self.weight, self.bias, self.padding, self.stride, self.dilation, self.groups, "tanh", [], ""
+        )
+
+
+def fuse_conv_tanh(module: nn.Module) -> int:
+    """Replace, in place, each Conv2d directly followed by a Tanh in a Sequential with one
+    FusedConvTanh (the Tanh becomes an Identity); returns how many."""
+    count = 0
+    children = list(module.named_children())
+    for i, (name, child) in enumerate(children):
+        following = children[i + 1] if i + 1 < len(children) else None
+        if (isinstance(module, nn.Sequential) and isinstance(child, nn.Conv2d) and following is not None
+                and isinstance(following[1], nn.Tanh) and child.padding_mode == "zeros"):
+            setattr(module, name, FusedConvTanh(child))
+            setattr(module, following[0], nn.Identity())
+            count += 1
+        elif not isinstance(child, nn.Tanh):
+            count += fuse_conv_tanh(child)
+    return count
+
+
+def bf16_twin(module: nn.Module) -> nn.Module | None:
+    """A bf16 copy of an untouched, loaded network for bf16 inference on a CPU, where autocasting its
+    rewritten (`prepare_for_cpu`) form loses precision: its tanh layers fused into the convolutions before
+    them. None when it has no tanh to fuse: autocast on the rewritten module serves it as well."""
+    twin = copy.deepcopy(module)
+    if not fuse_conv_tanh(twin):
+        return None
+    convert_deconvs(twin)
+    convert_pixel_shuffles(twin)
+    route_pointwise_convs_to_onednn(twin)
+    return twin.to(dtype=torch.bfloat16, memory_format=torch.channels_last).eval().requires_grad_(False)
 
 
 def prepare_for_cpu(module: nn.Module) -> dict[str, int]:

@@ -2,12 +2,12 @@
 
 A card carries two safety measurements, because the two devices run different code: CUDA runs the
 network as trained (`half_precision_safe`, measured by the trainer on its device), while the CPU runs
-it rewritten for oneDNN (`model_store.cpu_inference`), and some rewrites lose more in bf16 than the
-original does: ESPCN's tanh, computed as a sigmoid minus 1/2, costs 0.04-0.08 dB of Set5 in bf16 on the
-CPU against < 0.02 on CUDA. `cpu_bf16_psnr_delta` is measured through the CPU path itself by
+it rewritten for oneDNN (`model_store.cpu_inference`), where rounding falls elsewhere (autocast over
+ESPCN's rewritten tanh lost 0.045-0.18 dB of Set5; its bf16 twin, which the CPU serves instead, loses
+0.002-0.03). `cpu_bf16_psnr_delta` is measured through the CPU path itself by
 `python -m model_store.complete_cards DIR` on a CPU with native bf16. Whether bf16 also pays on a given
 CPU depends on the network (oneDNN's bf16 kernels double SRCNN's and EDSR's speed on AVX512-BF16 and
-halve FSRCNN's), so the engine times both once per model (`InferenceEngine.serving_dtype`).
+halve FSRCNN's), so it is timed once per model (`cpu_serving_dtype`).
 """
 
 from __future__ import annotations
@@ -15,8 +15,12 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import torch
+
+if TYPE_CHECKING:
+    from model_store.registry import SRDescriptor
 
 log = logging.getLogger(__name__)
 
@@ -50,3 +54,17 @@ def bf16_speedup(forward: Callable[[torch.dtype | None], object], rounds: int = 
 
 def bf16_pays(speedup: float) -> bool:
     return speedup >= BF16_MIN_SPEEDUP
+
+
+def cpu_serving_dtype(descriptor: SRDescriptor, h: int = 64, w: int = 64) -> torch.dtype | None:
+    """bf16 for a CPU descriptor that allows it (`supports_half`: the card's CPU measurement, native
+    bf16) and runs faster in it, timed on an h x w input of at most 64² (a fraction of a second); else
+    None (fp32). Callers cache the answer per model: the engine, and the OpenCV anchor benchmark."""
+    if not descriptor.supports_half:
+        return None
+    sample = torch.rand(1, 3, min(h, 64), min(w, 64), generator=torch.Generator().manual_seed(0))
+    speedup = bf16_speedup(lambda dtype: descriptor(sample, dtype))
+    chosen = torch.bfloat16 if bf16_pays(speedup) else None
+    log.info("%s x%d: bf16 is %.2fx fp32's speed on this CPU: serving in %s", descriptor.name,
+             descriptor.scale, speedup, "bf16" if chosen else "fp32")
+    return chosen

@@ -190,6 +190,8 @@ class SRDescriptor:
     receptive_field: int
     size_multiple: int
     channels_last: bool = False
+    # bf16 copy of the network that serves bf16 on a CPU in place of autocast (cpu_inference.bf16_twin)
+    bf16_module: nn.Module | None = None
 
     @property
     def name(self) -> str:
@@ -200,28 +202,31 @@ class SRDescriptor:
         x = rgb.to(self.device, torch.float32)
         if self.channels == "y":
             ycc = rgb_to_ycbcr(x)
-            y = self._forward(ycc[:, :1], dtype)
+            y = self.network(ycc[:, :1], dtype)
             chroma = imresize_torch(ycc[:, 1:], scale=float(self.scale))
             out = ycbcr_planes_to_rgb(y, chroma)
         else:
-            out = self._forward(x, dtype)
+            out = self.network(x, dtype)
         return out.clamp_(0.0, 1.0)
 
-    def _forward(self, x: torch.Tensor, dtype: torch.dtype | None) -> torch.Tensor:
+    def network(self, x: torch.Tensor, dtype: torch.dtype | None = None) -> torch.Tensor:
+        """The network alone on what it takes (Y or RGB), in `dtype` where the descriptor allows it."""
         if self.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
         if dtype is not None and dtype != torch.float32 and self.supports_half:
+            if dtype == torch.bfloat16 and self.bf16_module is not None:
+                return self._call_module(self.bf16_module, x.to(dtype)).float()
             with torch.autocast(device_type=self.device.type, dtype=dtype):
-                out = self._call_module(x)
+                out = self._call_module(self.module, x)
             return out.float()
-        return self._call_module(x)
+        return self._call_module(self.module, x)
 
-    def _call_module(self, x: torch.Tensor) -> torch.Tensor:
+    def _call_module(self, module: nn.Module, x: torch.Tensor) -> torch.Tensor:
         # multi-scale networks (VDSR) take the scale; everything else ignores it
-        forward_scale = getattr(self.module, "forward_with_scale", None)
+        forward_scale = getattr(module, "forward_with_scale", None)
         if forward_scale is not None:
             return forward_scale(x, self.scale)
-        return self.module(x)
+        return module(x)
 
 
 def load_descriptor(
@@ -250,9 +255,11 @@ def load_descriptor(
         module.load_state_dict(state, strict=True)
     module.eval().requires_grad_(False)
     dev = torch.device(device)
+    bf16_module = None
     if dev.type == "cpu":
-        from model_store.cpu_inference import prepare_for_cpu
+        from model_store.cpu_inference import bf16_twin, prepare_for_cpu
 
+        bf16_module = bf16_twin(module)  # from the untouched network: before the rewrites below
         prepare_for_cpu(module)  # same operators, faster CPU kernels (deconv, tanh)
     # NHWC: oneDNN's and cuDNN's fast layout (CPU, 1 thread: 4-30% faster for every shipped single-image
     # model, no slower anywhere; on GPUs the tensor-core kernels). Burst models reshape 5-D inputs
@@ -269,4 +276,5 @@ def load_descriptor(
         receptive_field=card.receptive_field,
         size_multiple=card.size_multiple,
         channels_last=channels_last,
+        bf16_module=bf16_module,
     )

@@ -34,7 +34,7 @@ from typing import NamedTuple
 import numpy as np
 import torch
 
-from model_store.precision import bf16_pays, bf16_speedup
+from model_store.precision import cpu_serving_dtype
 from model_store.registry import SRDescriptor
 from model_store.tiling import Stitcher, Tile, TilePlan, extract_tile, plan_tiles
 
@@ -195,7 +195,7 @@ class InferenceEngine:
         self._staging: dict[tuple[str, int, torch.dtype], torch.Tensor] = {}
         self._use_staging = config.staging if config.staging is not None else self.device.type == "cuda"
         self._warmed: set[tuple[str, int, int, int]] = set()  # `_Key.shape`s
-        self._cpu_bf16: dict[tuple[str, int], bool] = {}  # (model, scale): bf16 measured faster here
+        self._cpu_dtype: dict[tuple[str, int], torch.dtype | None] = {}  # (model, scale): measured once
         depth = config.pipeline_depth if config.pipeline_depth is not None else 3 * (self.device.type == "cuda")
         self._free_slots: SimpleQueue[int] = SimpleQueue()
         for slot in range(max(1, depth)):
@@ -483,21 +483,17 @@ class InferenceEngine:
 
     def serving_dtype(self, descriptor: SRDescriptor, th: int = 64, tw: int = 64) -> torch.dtype | None:
         """bf16 where the card says it is safe on this device (`descriptor.supports_half`) unless half
-        precision is off; on a CPU only where it also measured faster for this network, once, on a tile of
-        at most 64² (a fraction of a second): oneDNN's bf16 kernels double SRCNN's, LapSRN's and EDSR's
-        speed on AVX512-BF16 but slow FSRCNN down (x0.5-0.6). None = fp32."""
+        precision is off; on a CPU only where it also measured faster for this network, once
+        (`cpu_serving_dtype`): oneDNN's bf16 kernels double SRCNN's, LapSRN's and EDSR's speed on
+        AVX512-BF16 but slow FSRCNN down (x0.5-0.6). None = fp32."""
         if self.config.half_precision != "auto" or not descriptor.supports_half:
             return None
         if self.device.type != "cpu":
             return torch.bfloat16
         key = (descriptor.name, descriptor.scale)
-        if key not in self._cpu_bf16:
-            sample = torch.rand(1, 3, min(th, 64), min(tw, 64), generator=torch.Generator().manual_seed(0))
-            speedup = bf16_speedup(lambda dtype: descriptor(sample, dtype))
-            self._cpu_bf16[key] = bf16_pays(speedup)
-            log.info("%s x%d: bf16 is %.2fx fp32's speed on this CPU: serving in %s", descriptor.name,
-                     descriptor.scale, speedup, "bf16" if self._cpu_bf16[key] else "fp32")
-        return torch.bfloat16 if self._cpu_bf16[key] else None
+        if key not in self._cpu_dtype:
+            self._cpu_dtype[key] = cpu_serving_dtype(descriptor, th, tw)
+        return self._cpu_dtype[key]
 
     def _recurring_shape(self, descriptor: SRDescriptor, th: int, tw: int) -> bool:
         """The full tile, or (fitted tiles) both sides on the `fit_step` grid: shapes that come back, worth

@@ -39,6 +39,9 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     a.add_argument("--tag", default="anchors")
     a.add_argument("--families", default="fsrcnn,espcn,lapsrn", help="comma-separated: fsrcnn, espcn, lapsrn")
     a.add_argument("--repeats", type=int, default=3, help="timed passes per set, alternating; the best counts")
+    a.add_argument("--half-precision", choices=["auto", "off"], default="auto",
+                   help="auto: ours in the precision a CPU worker serves the model in here (bf16 where allowed "
+                   "and faster); off: fp32, as SRSERVE_HALF_PRECISION=off")
     a.set_defaults(handler=_anchors)
 
 

@@ -1,7 +1,7 @@
 """bf16 on a CPU: only where the card's CPU measurement allows it and the CPU runs bf16 natively, and
 then only for networks it makes faster (measured once per model by the engine).
 
-A CPU's speed cannot be chosen here, so the engine's timing (`bf16_speedup`) is replaced where a test
+A CPU's speed cannot be chosen here, so the timing (`precision.bf16_speedup`) is replaced where a test
 needs one answer or the other; everything else runs for real, emulated where this CPU lacks bf16."""
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ import torch
 from model_store import precision
 from model_store.card import SHIPPED_WEIGHTS_DIR, Catalog, ModelCard
 from model_store.complete_cards import complete_card
+from model_store.cpu_inference import FusedConvTanh
 from model_store.data import benchmark_pairs
 from model_store.evaluate import evaluate_pairs
 from model_store.metrics import psnr
@@ -46,13 +47,30 @@ def test_cpu_safety_needs_a_small_measured_delta_and_native_bf16(native: bool, m
 
 
 def test_descriptors_take_the_cpu_measurement_not_the_cuda_one() -> None:
-    espcn = CATALOG.get("espcn_x4")  # safe on CUDA, 0.04 dB on the CPU path (its tanh rewrite)
-    assert espcn.half_precision_safe and espcn.cpu_bf16_psnr_delta is not None
-    assert espcn.cpu_bf16_psnr_delta > precision.HALF_SAFE_DB
-    assert not load_descriptor(espcn, 4, catalog=CATALOG).supports_half
-    srcnn = CATALOG.get("srcnn_x4")
-    assert srcnn.cpu_bf16_psnr_delta is not None and srcnn.cpu_bf16_psnr_delta < precision.HALF_SAFE_DB
-    assert load_descriptor(srcnn, 4, catalog=CATALOG).supports_half is precision.cpu_has_native_bf16()
+    shipped = CATALOG.get("srcnn_x4")
+    cuda_only = shipped.model_copy(update={"half_precision_safe": True, "cpu_bf16_psnr_delta": 0.05})
+    assert not load_descriptor(cuda_only, 4, catalog=CATALOG).supports_half
+    cpu_only = shipped.model_copy(update={"half_precision_safe": False, "cpu_bf16_psnr_delta": 0.01})
+    assert load_descriptor(cpu_only, 4, catalog=CATALOG).supports_half is precision.cpu_has_native_bf16()
+    unmeasured = shipped.model_copy(update={"half_precision_safe": True, "cpu_bf16_psnr_delta": None})
+    assert not load_descriptor(unmeasured, 4, catalog=CATALOG).supports_half
+
+
+def test_a_network_with_tanh_serves_bf16_through_its_fused_twin() -> None:
+    card = CATALOG.get("espcn_x4")
+    desc = load_descriptor(card, 4, catalog=CATALOG)
+    twin = desc.bf16_module
+    assert twin is not None and load_descriptor(CATALOG.get("srcnn_x4"), 4, catalog=CATALOG).bf16_module is None
+    assert sum(isinstance(m, FusedConvTanh) for m in twin.modules()) == 2  # both of ESPCN's conv + tanh
+    assert not any(isinstance(m, torch.nn.Tanh) for m in twin.modules())
+    assert all(p.dtype == torch.bfloat16 for p in twin.parameters())
+    desc.supports_half = True
+    pairs = list(benchmark_pairs("Set5", 4))
+    fp32 = evaluate_pairs(desc, pairs, dataset="Set5").psnr_y
+    with_twin = evaluate_pairs(desc, pairs, dataset="Set5", dtype=torch.bfloat16).psnr_y
+    desc.bf16_module = None  # autocast over the rewritten fp32 network (sigmoid - 1/2 for tanh / 2)
+    autocast = evaluate_pairs(desc, pairs, dataset="Set5", dtype=torch.bfloat16).psnr_y
+    assert abs(with_twin - fp32) < precision.HALF_SAFE_DB < abs(autocast - fp32)
 
 
 @pytest.mark.parametrize("speedup", [2.0, 1.0])
@@ -63,7 +81,7 @@ def test_engine_serves_bf16_only_where_it_measured_faster(speedup: float, monkey
         measured.append("once")
         return speedup
 
-    monkeypatch.setattr("worker.engine.bf16_speedup", fake_speedup)
+    monkeypatch.setattr(precision, "bf16_speedup", fake_speedup)
     desc = load_descriptor(CATALOG.get("fsrcnn_x4"), 4, catalog=CATALOG)
     desc.supports_half = True  # as on a CPU with native bf16 (the card's CPU delta is under the threshold)
     rng = np.random.default_rng(0)
