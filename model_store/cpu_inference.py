@@ -167,6 +167,8 @@ def bf16_twin(module: nn.Module) -> nn.Module | None:
     """A bf16 copy of an untouched, loaded network for bf16 inference on a CPU, where autocasting its
     rewritten (`prepare_for_cpu`) form loses precision: its tanh layers fused into the convolutions before
     them. None when it has no tanh to fuse: autocast on the rewritten module serves it as well."""
+    if not any(isinstance(m, nn.Tanh) for m in module.modules()):
+        return None  # nothing to fuse: no copy of the weights for every CPU load
     twin = copy.deepcopy(module)
     if not fuse_conv_tanh(twin):
         return None
