@@ -133,7 +133,7 @@ class FusedConvTanh(nn.Module):
 
     def __init__(self, conv: nn.Conv2d) -> None:
         super().__init__()
-        if conv.padding_mode != "zeros" or isinstance(conv.padding, str):
+        if not _fusable(conv):
             raise ValueError("only explicit zero padding fuses")
         self.weight = nn.Parameter(conv.weight.detach().clone(), requires_grad=False)
         self.bias = nn.Parameter(conv.bias.detach().clone(), requires_grad=False) if conv.bias is not None else None
@@ -146,6 +146,11 @@ class FusedConvTanh(nn.Module):
         )
 
 
+def _fusable(conv: nn.Conv2d) -> bool:
+    # oneDNN's convolution takes explicit zero padding only ("same" or reflect padding stay unfused)
+    return conv.padding_mode == "zeros" and not isinstance(conv.padding, str)
+
+
 def fuse_conv_tanh(module: nn.Module) -> int:
     """Replace, in place, each Conv2d directly followed by a Tanh in a Sequential with one
     FusedConvTanh (the Tanh becomes an Identity); returns how many."""
@@ -154,7 +159,7 @@ def fuse_conv_tanh(module: nn.Module) -> int:
     for i, (name, child) in enumerate(children):
         following = children[i + 1] if i + 1 < len(children) else None
         if (isinstance(module, nn.Sequential) and isinstance(child, nn.Conv2d) and following is not None
-                and isinstance(following[1], nn.Tanh) and child.padding_mode == "zeros"):
+                and isinstance(following[1], nn.Tanh) and _fusable(child)):
             setattr(module, name, FusedConvTanh(child))
             setattr(module, following[0], nn.Identity())
             count += 1
