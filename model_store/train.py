@@ -5,9 +5,9 @@
 The loop is built to keep a GPU busy with small networks (several trainings share one card):
 patches are cut, augmented and degraded on the device (`model_store.data.PatchSampler`), nothing
 is read back to the host except every `log_every` steps and at evaluations, Adam is fused, the
-forward runs under bf16 autocast in channels_last layout. The learning rate follows a cosine with
-linear warm-up; with `--time-budget` the schedule's progress is max(step / iters, elapsed / budget),
-so a run stopped by the clock still ends with a decayed learning rate.
+forward runs in channels_last layout under bf16 autocast (CUDA, and CPUs with native bf16). The
+learning rate follows a cosine with linear warm-up; with `--time-budget` the schedule's progress is
+max(step / iters, elapsed / budget), so a run stopped by the clock still ends with a decayed learning rate.
 
 Architectures opt in to the special cases by attributes, so other zoos reuse this trainer as is:
 - `multi_scale = True` and `supported_scales`: one network for all scales (VDSR); each batch draws
@@ -107,6 +107,12 @@ class TrainConfig(BaseModel):
     # the numpy downscale behind lr_consistency_psnr costs ~0.3 s per BSD100 image: small sets only
     lr_consistency_sets: list[str] = ["Set5", "Set14"]
     command: str = ""
+
+
+def default_amp(device: torch.device) -> AmpName:
+    """bf16 autocast on CUDA and on CPUs with native bf16 (a VDSR step 5x faster than fp32 on an AVX512-BF16
+    EPYC, together with channels_last); fp32 on other CPUs, where oneDNN emulates bf16 and is slower."""
+    return "bf16" if device.type == "cuda" or cpu_has_native_bf16() else "none"
 
 
 def resolve_device(name: str) -> torch.device:
@@ -374,15 +380,15 @@ class Trainer(TrainingRun):
         if self.patch != cfg.patch:
             log.warning("patch %d is not a multiple of %d; using %d", cfg.patch, lcm, self.patch)
         cuda = self.device.type == "cuda"
-        amp = cfg.amp if cfg.amp != "auto" else ("bf16" if cuda else "none")
+        amp = cfg.amp if cfg.amp != "auto" else default_amp(self.device)
         self.amp_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16, "none": None}[amp]
         self.scaler = torch.amp.GradScaler("cuda") if amp == "fp16" and cuda else None
-        self.channels_last = cuda
+        # NHWC on every device: oneDNN's fast layout too (a CPU step 1.1-1.6x faster in fp32, up to 2.6x in bf16)
+        self.module.to(memory_format=torch.channels_last)
         if cuda:
             torch.backends.cudnn.benchmark = True
             torch.backends.cuda.matmul.allow_tf32 = True
             torch.backends.cudnn.allow_tf32 = True
-            self.module.to(memory_format=torch.channels_last)
         self.train_forward = torch.compile(self.module) if cfg.compile else self.module
         self.opt = torch.optim.Adam(self.module.parameters(), lr=cfg.lr, fused=cuda)
         self.warmup = cfg.warmup if cfg.warmup is not None else min(500, cfg.iters // 10)
@@ -415,8 +421,7 @@ class Trainer(TrainingRun):
             targets = [_to_channels(t, self.channels) for t in [*targets, hr]]
         else:
             targets = [_to_channels(hr, self.channels)]
-        if self.channels_last:
-            lr = lr.contiguous(memory_format=torch.channels_last)
+        lr = lr.contiguous(memory_format=torch.channels_last)
         return scale, lr, targets
 
     def _predict(self, lr: torch.Tensor, scale: int) -> list[torch.Tensor]:
@@ -454,7 +459,7 @@ class Trainer(TrainingRun):
         self.module.eval()
         try:
             desc = descriptor_for(self.module, self.card_stub, scale, self.device)
-            desc.channels_last = self.channels_last
+            desc.channels_last = True
             desc.supports_half = dtype is not None
             return evaluate_pairs(desc, list(benchmark_pairs(dataset, scale)), dataset=dataset,
                                   lr_consistency=lr_consistency, dtype=dtype)

@@ -79,7 +79,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--amp",
         choices=["auto", "bf16", "fp16", "none"],
         default="auto",
-        help="autocast dtype (auto: bf16 on CUDA, none on CPU)",
+        help="autocast dtype (auto: bf16 on CUDA and on CPUs with native bf16, else none)",
     )
     p.add_argument("--compile", action="store_true", help="torch.compile the training forward pass")
     p.add_argument("--eval-sets", nargs="+", default=None, help="final evaluation sets (default Set5 Set14 BSD100)")

@@ -83,6 +83,18 @@ def test_bf16_is_not_measured_on_a_cpu_that_only_emulates_it(
     assert card.notes.endswith("bf16 not measured (the training CPU has no native bf16): serves in fp32.")
 
 
+@pytest.mark.parametrize("native_bf16", [False, True])
+def test_auto_precision_on_a_cpu_is_bf16_autocast_only_where_bf16_is_native(
+    native_bf16: bool, tiny_data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("model_store.train.cpu_has_native_bf16", lambda: native_bf16)
+    trainer = Trainer(_config(tiny_data, tmp_path, iters=4, eval_every=4))
+    assert trainer.amp_dtype == (torch.bfloat16 if native_bf16 else None)
+    trainer.fit()
+    card = trainer.finish()
+    assert card.training is not None and card.training.precision == ("bf16 autocast" if native_bf16 else "fp32")
+
+
 def test_resume_continues_from_the_checkpoint(tiny_data: Path, tmp_path: Path) -> None:
     first = Trainer(_config(tiny_data, tmp_path, iters=20, eval_every=10))
     first.fit()
