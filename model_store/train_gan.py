@@ -23,10 +23,11 @@ and at the paper's lr_g 1e-4 every weighting lost about 4 dB. Such short runs ov
 energy ~3x HR's); longer fine-tuning is what the GAN needs.
 
 Data come from `model_store.data.PatchSampler` (all images on the device, no host round trips),
-mixed precision is bf16 autocast on CUDA, and a resumable checkpoint (`<name>.ckpt.safetensors`, written
-and read by the zoo trainer's `save_run_checkpoint` / `load_run_checkpoint`: tensors, numbers as
-metadata, nothing to unpickle) lets training continue across runs. The result is
-written like every trained model: `<name>.safetensors` + `<name>.json` card with measured results.
+mixed precision is bf16 autocast on CUDA and on CPUs with native bf16 (`--precision fp32` turns it
+off), and a resumable checkpoint (`<name>.ckpt.safetensors`, written and read by the zoo trainer's
+`save_run_checkpoint` / `load_run_checkpoint`: tensors, numbers as metadata, nothing to unpickle) lets
+training continue across runs. The result is written like every trained model: `<name>.safetensors`
++ `<name>.json` card with measured results.
 """
 
 from __future__ import annotations
@@ -50,6 +51,7 @@ from model_store.card import NAME_PATTERN, SHIPPED_WEIGHTS_DIR, Catalog, EvalRes
 from model_store.data import DEFAULT_TRAIN_SETS, PatchSampler, benchmark_pairs, default_train_dirs, make_lr
 from model_store.fast_resize import imresize_torch_cached
 from model_store.metrics import high_frequency_energy
+from model_store.precision import cpu_has_native_bf16
 from model_store.registry import count_params, create_model, sha256_file
 from model_store.train import hardware_string, load_run_checkpoint, save_run_checkpoint
 
@@ -153,6 +155,10 @@ class SRGANTrainer:
         self.generator = create_model("srresnet", scale=cfg.scale, **arch_args).to(self.device)
         self.generator.load_state_dict(init_state, strict=True)
         self.discriminator = SRGANDiscriminator(num_feat=cfg.disc_num_feat).to(self.device)
+        # as the zoo trainer: NHWC, and bf16 where it runs natively (CUDA, AVX512-BF16/AMX CPUs)
+        self.use_amp = cfg.precision == "bf16" and (self.device.type == "cuda" or cpu_has_native_bf16())
+        self.generator.to(memory_format=torch.channels_last)
+        self.discriminator.to(memory_format=torch.channels_last)
         self.opt_g = torch.optim.Adam(self.generator.parameters(), lr=cfg.lr_g, betas=(0.9, 0.999))
         self.opt_d = torch.optim.Adam(self.discriminator.parameters(), lr=cfg.lr_d, betas=(0.9, 0.999))
         self.iteration = 0
@@ -201,8 +207,9 @@ class SRGANTrainer:
     def _step(self, train_generator: bool = True) -> dict[str, torch.Tensor]:
         cfg, g, d = self.cfg, self.generator, self.discriminator
         hr = self.sampler.sample(cfg.batch_size, cfg.patch_size).float().div_(255.0)
-        lr = make_lr(hr, cfg.scale)
-        use_amp = cfg.precision == "bf16" and self.device.type == "cuda"
+        lr = make_lr(hr, cfg.scale).contiguous(memory_format=torch.channels_last)
+        hr = hr.contiguous(memory_format=torch.channels_last)
+        use_amp = self.use_amp
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=use_amp):
             with torch.set_grad_enabled(train_generator):  # no generator graph while D warms up
                 fake = g(lr)
@@ -349,7 +356,7 @@ class SRGANTrainer:
             ),
             augmentation="random crops, flips and transposes (dihedral group)",
             seed=cfg.seed,
-            precision="bf16 autocast" if cfg.precision == "bf16" and self.device.type == "cuda" else "fp32",
+            precision="bf16 autocast" if self.use_amp else "fp32",
             hardware=" + ".join(self.hardware),
             wall_time_s=round(self.wall_time_s, 1),
             command=" ".join(shlex.quote(a) for a in sys.argv) if sys.argv else "",

@@ -25,7 +25,8 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     p.add_argument("--feature-weight", type=float, default=None)
     p.add_argument("--pixel-weight", type=float, default=None)
     p.add_argument("--lr-consistency-weight", type=float, default=None)
-    p.add_argument("--precision", choices=["bf16", "fp32"], default=None)
+    p.add_argument("--precision", choices=["bf16", "fp32"], default=None,
+                   help="bf16 (default): autocast on CUDA and on CPUs with native bf16; fp32: never")
     p.add_argument("--device", default=None, help="cuda, cpu or auto (default)")
     p.add_argument("--seed", type=int, default=None)
     p.add_argument("--data", type=Path, action="append", default=None, help="training image folder (repeat)")

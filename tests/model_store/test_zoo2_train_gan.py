@@ -105,3 +105,16 @@ def test_train_srgan_writes_loadable_model_and_resumes(tiny_setup: tuple[Path, P
     base.load_state_dict(load_file(str(init)))
     moved = any(not torch.equal(p, q) for p, q in zip(base.parameters(), desc.module.parameters(), strict=True))
     assert moved
+
+
+@pytest.mark.parametrize("native_bf16", [False, True])
+def test_bf16_on_a_cpu_only_where_the_cpu_runs_it_natively(
+    native_bf16: bool, tiny_setup: tuple[Path, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("model_store.train_gan.cpu_has_native_bf16", lambda: native_bf16)
+    data, init = tiny_setup
+    cfg = GanConfig(name="srgan_tiny_x4", init=str(init), arch_args=TINY, iterations=2, batch_size=2, patch_size=32,
+                    disc_num_feat=8, d_warmup=1, device="cpu", precision="bf16", train_dirs=[data],
+                    out_dir=tmp_path, eval_sets=[])
+    card = train_srgan(cfg)
+    assert card.training is not None and card.training.precision == ("bf16 autocast" if native_bf16 else "fp32")
