@@ -18,3 +18,5 @@ for hp in off auto; do
   SRSERVE_HALF_PRECISION=$hp $PY -m srserve.cli --log-level WARNING bench models --device cpu \
     --models srcnn_x4,lapsrn_x4,edsr_baseline_x4,fsrcnn_x4 --sizes 128,256 --seconds 1 --tag cpu-bf16-$hp
 done
+# 5. training step time: fp32 NCHW / fp32 NHWC / bf16 NHWC (bf16 only where the CPU runs it natively)
+$PY -m bench.train_step_bench --threads 2 --tag cpu-train-steps
