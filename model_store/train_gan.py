@@ -209,8 +209,7 @@ class SRGANTrainer:
         hr = self.sampler.sample(cfg.batch_size, cfg.patch_size).float().div_(255.0)
         lr = make_lr(hr, cfg.scale).contiguous(memory_format=torch.channels_last)
         hr = hr.contiguous(memory_format=torch.channels_last)
-        use_amp = self.use_amp
-        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=use_amp):
+        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.use_amp):
             with torch.set_grad_enabled(train_generator):  # no generator graph while D warms up
                 fake = g(lr)
 
@@ -225,7 +224,7 @@ class SRGANTrainer:
 
         # generator
         d.requires_grad_(False)
-        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=use_amp):
+        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.use_amp):
             with torch.no_grad():
                 real_logits, real_feats = d.forward_features(hr)
             fake_logits, fake_feats = d.forward_features(fake)
