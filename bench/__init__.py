@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import platform
 import signal
@@ -37,3 +38,10 @@ def host_description() -> str:
                 break
     isa = torch.backends.cpu.get_cpu_capability()
     return f"{platform.system()} {platform.release()}; {model} ({platform.machine()}, {isa}), {os.cpu_count()} cores"
+
+
+def write_results(out_dir: Path, tag: str, record: dict[str, object], markdown: list[str]) -> None:
+    """`<tag>.json` (the record: machine, date, rows) and `<tag>.md` (its table) under `out_dir`."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / f"{tag}.json").write_text(json.dumps(record, indent=1))
+    (out_dir / f"{tag}.md").write_text("\n".join(markdown) + "\n")

@@ -10,7 +10,6 @@ OpenCV is only a benchmark peer (never a runtime dependency); its models are rea
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import os
 import time
@@ -22,7 +21,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from bench import host_description, served_catalog
+from bench import host_description, served_catalog, write_results
 from model_store.evaluate import first_image_uint8, uint8_to_batch
 from model_store.metrics import quality_y
 from model_store.precision import cpu_serving_dtype
@@ -162,12 +161,9 @@ def run(args: argparse.Namespace) -> int:
             }
             log.info("%s", row)
             rows.append(row)
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
     load = os.getloadavg()[0]
     machine = f"{host_description()}, load {load:.1f}; OpenCV {cv2.__version__}, torch {torch.__version__}"
     stamp = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
-    (out / f"{args.tag}.json").write_text(json.dumps({"machine": machine, "date": stamp, "rows": rows}, indent=1))
     lines = [
         f"# Ours vs OpenCV dnn_superres ({args.tag})",
         "",
@@ -206,5 +202,5 @@ def run(args: argparse.Namespace) -> int:
             f"{r['opencv_net_s']} | {r['opencv_net_no_winograd_s']} |"
             for r in net_rows
         ]
-    (out / f"{args.tag}.md").write_text("\n".join(lines) + "\n")
+    write_results(Path(args.out), args.tag, {"machine": machine, "date": stamp, "rows": rows}, lines)
     return 0

@@ -11,7 +11,6 @@ agree (the rewrites change no numbers beyond float rounding).
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import sys
 import time
@@ -25,7 +24,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from bench import host_description, served_catalog
+from bench import host_description, served_catalog, write_results
 from bench.anchor_bench import best_of_interleaved, eval_pairs, our_pass
 from model_store import fast_resize, subpixel
 from model_store.card import Catalog
@@ -81,9 +80,6 @@ def run(args: argparse.Namespace) -> int:
         log.info("%s", rows[-1])
     machine = host_description()
     stamp = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / f"{args.tag}.json").write_text(json.dumps({"machine": machine, "date": stamp, "rows": rows}, indent=1))
     lines = [f"# CPU inference path, before / after ({args.tag})", "", f"Machine: {machine}  ", f"Date: {stamp}", "",
              f"One thread; whole set, one image at a time; best of {args.repeats} passes after a warm-up, before and "
              "after alternating. Before: bicubic (chroma, skips) as a strided convolution and PyTorch's "
@@ -92,7 +88,7 @@ def run(args: argparse.Namespace) -> int:
              "| model | set | before s | after s | speed-up | max 8-bit difference |", "|---|---|---|---|---|---|"]
     lines += [f"| {r['model']} | {r['dataset']} | {r['before_s']} | {r['after_s']} | {r['speedup']}× | "
               f"{r['max_abs_diff_8bit']} |" for r in rows]
-    (out / f"{args.tag}.md").write_text("\n".join(lines) + "\n")
+    write_results(Path(args.out), args.tag, {"machine": machine, "date": stamp, "rows": rows}, lines)
     sys.stdout.write("\n".join(lines) + "\n")
     return 0
 

@@ -10,7 +10,6 @@ natively (AVX512-BF16, AMX), bf16 autocast in NHWC (its default there). Each lay
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import sys
 import tempfile
@@ -19,7 +18,7 @@ from pathlib import Path
 
 import torch
 
-from bench import host_description
+from bench import host_description, write_results
 from model_store.data import data_root
 from model_store.precision import cpu_has_native_bf16
 from model_store.train import TrainConfig, Trainer
@@ -78,11 +77,7 @@ def run(args: argparse.Namespace) -> int:
             log.info("%s", row)
     machine = host_description()
     stamp = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
     names = [name for name, _, _ in variants]
-    (out / f"{args.tag}.json").write_text(json.dumps(
-        {"machine": machine, "date": stamp, "threads": args.threads, "native_bf16": native, "rows": rows}, indent=1))
     lines = [f"# Training step time on CPU ({args.tag})", "", f"Machine: {machine}  ", f"Date: {stamp}  ",
              f"Threads: {args.threads}; native bf16: {'yes' if native else 'no (bf16 not timed: emulated)'}", "",
              "Seconds per `Trainer.train_step` (best of "
@@ -91,7 +86,9 @@ def run(args: argparse.Namespace) -> int:
              "|---|---|---|" + "---|" * len(names) + "---|"]
     lines += [f"| {r['arch']} | x{r['scale']} | {r['batch']} × {r['patch']}² | "
               + " | ".join(f"{r[n]:.3f}" for n in names) + f" | {r['speedup']}× |" for r in rows]
-    (out / f"{args.tag}.md").write_text("\n".join(lines) + "\n")
+    write_results(Path(args.out), args.tag,
+                  {"machine": machine, "date": stamp, "threads": args.threads, "native_bf16": native, "rows": rows},
+                  lines)
     sys.stdout.write("\n".join(lines) + "\n")
     return 0
 
