@@ -110,8 +110,8 @@ class TrainConfig(BaseModel):
 
 
 def default_amp(device: torch.device) -> AmpName:
-    """bf16 autocast on CUDA and on CPUs with native bf16 (a VDSR step 5x faster than fp32 on an AVX512-BF16
-    EPYC, together with channels_last); fp32 on other CPUs, where oneDNN emulates bf16 and is slower."""
+    """bf16 autocast on CUDA and on CPUs with native bf16 (a VDSR step 5x faster than fp32 on an AMX Xeon,
+    together with channels_last); fp32 on other CPUs, where oneDNN emulates bf16 and is slower."""
     return "bf16" if device.type == "cuda" or cpu_has_native_bf16() else "none"
 
 
