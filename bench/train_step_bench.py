@@ -2,7 +2,7 @@
 went channels_last), fp32 in NHWC (its path on CPUs without native bf16) and, where oneDNN runs bf16
 natively (AVX512-BF16, AMX), bf16 autocast in NHWC (its default there). Each layout/precision times
 `Trainer.train_step` (sampling, forward, loss, backward, Adam) on the same batch shape, as the best of
-`--rounds` rounds of `--steps` steps taken in turns after two warm-up steps.
+`--rounds` rounds of `--steps` steps taken in turns after a warm-up round (`best_of_interleaved`).
 
     python -m bench.train_step_bench --threads 2 --out bench/results --tag cpu-train-steps
 """
@@ -14,11 +14,13 @@ import logging
 import sys
 import tempfile
 import time
+from functools import partial
 from pathlib import Path
 
 import torch
 
 from bench import host_description, write_results
+from bench.anchor_bench import best_of_interleaved
 from model_store.data import data_root
 from model_store.precision import cpu_has_native_bf16
 from model_store.train import TrainConfig, Trainer
@@ -46,11 +48,10 @@ def _trainer(arch: str, scale: int, batch: int, patch: int, amp: str, nhwc: bool
     return trainer
 
 
-def _seconds_per_step(trainer: Trainer, steps: int) -> float:
-    start = time.perf_counter()
+def _train_steps(trainer: Trainer, steps: int) -> list[None]:
     for _ in range(steps):
         trainer.train_step()
-    return (time.perf_counter() - start) / steps
+    return []  # best_of_interleaved keeps each run's outputs: training steps have none worth keeping
 
 
 def run(args: argparse.Namespace) -> int:
@@ -63,13 +64,9 @@ def run(args: argparse.Namespace) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         for arch, scale, batch, patch in CASES:
             trainers = [_trainer(arch, scale, batch, patch, amp, nhwc, Path(tmp)) for _, amp, nhwc in variants]
-            for t in trainers:
-                for _ in range(2):  # oneDNN builds its primitives per shape and dtype on the first calls
-                    t.train_step()
-            best = [float("inf")] * len(trainers)
-            for _ in range(args.rounds):
-                for i, t in enumerate(trainers):
-                    best[i] = min(best[i], _seconds_per_step(t, args.steps))
+            # the warm-up round also lets oneDNN build its primitives per shape and dtype
+            timed = best_of_interleaved([partial(_train_steps, t, args.steps) for t in trainers], args.rounds)
+            best = [seconds / args.steps for _, seconds in timed]
             row = {"arch": arch, "scale": scale, "batch": batch, "patch": trainers[0].patch,
                    **{name: round(s, 4) for (name, _, _), s in zip(variants, best, strict=True)}}
             row["speedup"] = round(best[0] / min(best), 2)
