@@ -29,7 +29,9 @@ BF16_MIN_SPEEDUP = 1.15  # below this a CPU keeps fp32: timing noise, and nothin
 
 
 def cpu_has_native_bf16() -> bool:
-    """oneDNN runs bf16 in hardware here (AVX512-BF16, AMX); elsewhere it emulates it, many times slower."""
+    """oneDNN runs bf16 here: in hardware with AVX512-BF16 or AMX, by conversion on other AVX-512 (BW/VL/DQ)
+    or AVX-NE-CONVERT CPUs (the engine serves bf16 only where it measures faster). Elsewhere (AVX2) only
+    PyTorch's reference kernels do, many times slower, and oneDNN's bf16 calls (the fused twin) fail."""
     return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
 
 

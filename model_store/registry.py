@@ -19,9 +19,9 @@ from typing import NamedTuple
 import torch
 from torch import nn
 
+from model_store import precision
 from model_store.allocator import retain_freed_memory
 from model_store.card import Catalog, ModelCard
-from model_store.precision import cpu_bf16_safe
 from model_store.resize import imresize_torch
 
 # One module per architecture; importing a module registers what it defines.
@@ -259,7 +259,9 @@ def load_descriptor(
     if dev.type == "cpu":
         from model_store.cpu_inference import bf16_twin, prepare_for_cpu
 
-        bf16_module = bf16_twin(module)  # from the untouched network: before the rewrites below
+        # from the untouched network, before the rewrites below; only where oneDNN runs bf16 (its fused
+        # kernels need AVX-512 BW/VL/DQ or AVX-NE-CONVERT): nowhere else is bf16 served on a CPU
+        bf16_module = bf16_twin(module) if precision.cpu_has_native_bf16() else None
         prepare_for_cpu(module)  # same operators, faster CPU kernels (deconv, tanh)
     # NHWC: oneDNN's and cuDNN's fast layout (CPU, 1 thread: 4-30% faster for every shipped single-image
     # model, no slower anywhere; on GPUs the tensor-core kernels). Burst models reshape 5-D inputs
@@ -272,7 +274,8 @@ def load_descriptor(
         device=dev,
         channels=card.channels,
         # safe in bf16 on this device: each device's own measurement (model_store.precision)
-        supports_half=cpu_bf16_safe(card.cpu_bf16_psnr_delta) if dev.type == "cpu" else card.half_precision_safe,
+        supports_half=(precision.cpu_bf16_safe(card.cpu_bf16_psnr_delta) if dev.type == "cpu"
+                       else card.half_precision_safe),
         receptive_field=card.receptive_field,
         size_multiple=card.size_multiple,
         channels_last=channels_last,

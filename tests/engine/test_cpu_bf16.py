@@ -56,14 +56,23 @@ def test_descriptors_take_the_cpu_measurement_not_the_cuda_one() -> None:
     assert not load_descriptor(unmeasured, 4, catalog=CATALOG).supports_half
 
 
-def test_a_network_with_tanh_serves_bf16_through_its_fused_twin() -> None:
+def test_a_network_with_tanh_gets_a_fused_bf16_twin_where_onednn_runs_bf16(monkeypatch: pytest.MonkeyPatch) -> None:
     card = CATALOG.get("espcn_x4")
-    desc = load_descriptor(card, 4, catalog=CATALOG)
-    twin = desc.bf16_module
+    here = load_descriptor(card, 4, catalog=CATALOG)
+    # the twin's fused kernels are oneDNN's bf16 ones (AVX-512 BW/VL/DQ or AVX-NE-CONVERT): built only there
+    assert (here.bf16_module is not None) is precision.cpu_has_native_bf16()
+    monkeypatch.setattr(precision, "cpu_has_native_bf16", lambda: True)  # building runs nothing: any CPU
+    twin = load_descriptor(card, 4, catalog=CATALOG).bf16_module
     assert twin is not None and load_descriptor(CATALOG.get("srcnn_x4"), 4, catalog=CATALOG).bf16_module is None
     assert sum(isinstance(m, FusedConvTanh) for m in twin.modules()) == 2  # both of ESPCN's conv + tanh
     assert not any(isinstance(m, torch.nn.Tanh) for m in twin.modules())
     assert all(p.dtype == torch.bfloat16 for p in twin.parameters())
+
+
+@pytest.mark.skipif(not precision.cpu_has_native_bf16(),
+                    reason="oneDNN's bf16 kernels need AVX-512 (BW/VL/DQ) or AVX-NE-CONVERT; this CPU has neither")
+def test_the_fused_twin_keeps_bf16_within_the_bar_where_autocast_does_not() -> None:
+    desc = load_descriptor(CATALOG.get("espcn_x4"), 4, catalog=CATALOG)
     desc.supports_half = True
     pairs = list(benchmark_pairs("Set5", 4))
     fp32 = evaluate_pairs(desc, pairs, dataset="Set5").psnr_y
@@ -111,12 +120,13 @@ def test_engine_serves_bf16_only_where_it_measured_faster(speedup: float, monkey
 def test_complete_cards_measures_the_cpu_delta_where_bf16_is_native(
     native: bool, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(precision, "cpu_has_native_bf16", lambda: native)  # emulated bf16 gives the same numbers
-    shipped = ModelCard.model_validate_json((SHIPPED_WEIGHTS_DIR / "espcn_x4.json").read_text())
-    shutil.copy(SHIPPED_WEIGHTS_DIR / "espcn_x4.safetensors", tmp_path)
-    (tmp_path / "espcn_x4.json").write_text(shipped.model_copy(update={"cpu_bf16_psnr_delta": None}).model_dump_json())
+    # emulated bf16 gives the same numbers, under autocast: a network with no tanh, so no oneDNN-only twin
+    monkeypatch.setattr(precision, "cpu_has_native_bf16", lambda: native)
+    shipped = ModelCard.model_validate_json((SHIPPED_WEIGHTS_DIR / "fsrcnn_x4.json").read_text())
+    shutil.copy(SHIPPED_WEIGHTS_DIR / "fsrcnn_x4.safetensors", tmp_path)
+    (tmp_path / "fsrcnn_x4.json").write_text(shipped.model_copy(update={"cpu_bf16_psnr_delta": None}).model_dump_json())
 
-    completed = complete_card(tmp_path / "espcn_x4.json", ["Set5"])
+    completed = complete_card(tmp_path / "fsrcnn_x4.json", ["Set5"])
     if native:  # Set5 through the CPU path, fp32 against bf16, measured here independently
         desc = load_descriptor(shipped, 4, catalog=CATALOG)
         desc.supports_half = True
