@@ -332,7 +332,7 @@ class SRGANTrainer:
         log.info("Set5 high-frequency energy: %s", {k: round(v, 1) for k, v in energies.items()})
         return (
             f" Set5 high-frequency energy (mean squared Laplacian of luma): SRGAN {energies['srgan']:.1f}, "
-            f"{self.cfg.init} {energies['init']:.1f}, HR {energies['hr']:.1f}."
+            f"the {self.cfg.init} weights it started from {energies['init']:.1f}, HR {energies['hr']:.1f}."
         )
 
     def _card(self, weights: Path, *, results: list[EvalResult], flops: int, extra_notes: str = "") -> ModelCard:
