@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 from model_store.card import Catalog
+from model_store.host import cpu_model_name, read_cpuinfo
 from srserve.config import CommonSettings
 
 
@@ -29,13 +30,7 @@ def host_description() -> str:
     sessions (an AVX-512 host ran OpenCV 2.5x faster than an earlier one), so every result names its CPU."""
     import torch
 
-    model = platform.processor() or platform.machine()
-    cpuinfo = Path("/proc/cpuinfo")
-    if cpuinfo.is_file():
-        for line in cpuinfo.read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
+    model = cpu_model_name(read_cpuinfo()) or platform.machine()
     isa = torch.backends.cpu.get_cpu_capability()
     return f"{platform.system()} {platform.release()}; {model} ({platform.machine()}, {isa}), {os.cpu_count()} cores"
 

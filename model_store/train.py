@@ -27,7 +27,6 @@ import json
 import logging
 import math
 import os
-import platform
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -41,6 +40,7 @@ from model_store.card import EvalResult, ModelCard, TrainingRecipe, shortfall_no
 from model_store.data import BENCHMARK_SETS, PatchSampler, benchmark_pairs, data_root, make_lr
 from model_store.evaluate import EvalReport, card_result, descriptor_for, evaluate_pairs
 from model_store.fast_resize import imresize_torch_cached
+from model_store.host import cpu_description, read_cpuinfo
 from model_store.paper_results import PAPERS
 from model_store.precision import HALF_SAFE_DB, cpu_has_native_bf16
 from model_store.profiling import flops_per_output_pixel
@@ -124,8 +124,7 @@ def resolve_device(name: str) -> torch.device:
 def hardware_string(device: torch.device) -> str:
     if device.type == "cuda":
         return torch.cuda.get_device_name(device)
-    # the threads torch used, not just the machine's: shared machines train with fewer
-    return f"{platform.processor() or platform.machine()} CPU ({torch.get_num_threads()} of {os.cpu_count()} threads)"
+    return cpu_description(read_cpuinfo(), torch.get_num_threads(), os.cpu_count())
 
 
 def full_arch_args(factory: object, given: dict[str, int | float | str | bool]) -> dict[str, int | float | str | bool]:
