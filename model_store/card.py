@@ -64,6 +64,18 @@ def with_shortfall_note(notes: str, results: list[EvalResult], family: str) -> s
     return " ".join(part for part in (shortfall_note(results, family), rest) if part)
 
 
+class EarlierRun(_Strict):
+    """A run before the one that produced the card's weights: what its card said when the next run
+    started from its weights (`srserve train --init`)."""
+
+    name: str
+    weights_sha256: str | None  # the weights this run produced and the next one started from
+    iterations: int  # steps behind those weights, all runs before them included
+    wall_time_s: float  # likewise
+    command: str
+    notes: str = ""  # this run's own; the runs before it are the entries before it
+
+
 class TrainingRecipe(_Strict):
     data: list[str]
     iterations: int  # steps behind the shipped weights (the best checkpoint's), earlier runs' included
@@ -78,8 +90,9 @@ class TrainingRecipe(_Strict):
     precision: str
     hardware: str  # of every run, in order ("A, then B")
     wall_time_s: float  # training seconds of every run, in full
-    command: str  # the last run's; the notes carry the runs before it
-    notes: str = ""
+    command: str  # the last run's
+    notes: str = ""  # the last run's
+    earlier_runs: list[EarlierRun] = Field(default_factory=list)  # the lineage behind `--init`, oldest first
 
 
 class ModelCard(_Strict):

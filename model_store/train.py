@@ -36,11 +36,12 @@ import torch
 from pydantic import BaseModel, ConfigDict
 from torch import nn
 
-from model_store.card import EvalResult, ModelCard, TrainingRecipe, shortfall_note
+from model_store.card import EarlierRun, EvalResult, ModelCard, TrainingRecipe, shortfall_note
 from model_store.data import BENCHMARK_SETS, PatchSampler, benchmark_pairs, data_root, make_lr
 from model_store.evaluate import EvalReport, card_result, descriptor_for, evaluate_pairs
 from model_store.fast_resize import imresize_torch_cached
 from model_store.host import cpu_description, read_cpuinfo
+from model_store.lineage import lift_lineage
 from model_store.paper_results import PAPERS
 from model_store.precision import HALF_SAFE_DB, cpu_has_native_bf16
 from model_store.profiling import flops_per_output_pixel
@@ -146,14 +147,20 @@ class PriorTraining:
     seconds: float = 0.0
     note: str = ""
     hardware: str = ""
+    runs: tuple[EarlierRun, ...] = ()  # the new card's `earlier_runs`
 
     def to_json(self) -> str:
-        return json.dumps([self.steps, self.seconds, self.note, self.hardware])
+        return json.dumps([self.steps, self.seconds, self.note, self.hardware,
+                           [r.model_dump() for r in self.runs]])
 
     @classmethod
     def from_json(cls, text: str) -> PriorTraining:
-        steps, seconds, note, *hardware = json.loads(text)  # checkpoints from before `hardware` have three
-        return cls(int(steps), float(seconds), str(note), str(hardware[0]) if hardware else "")
+        # checkpoints from before `hardware` have three fields, from before `runs` four
+        steps, seconds, note, *rest = json.loads(text)
+        hardware = rest[0] if rest else ""
+        runs = rest[1] if len(rest) > 1 else []
+        return cls(int(steps), float(seconds), str(note), str(hardware),
+                   tuple(EarlierRun.model_validate(r) for r in runs))
 
 
 def init_card(weights: Path) -> ModelCard:
@@ -161,7 +168,9 @@ def init_card(weights: Path) -> ModelCard:
     card_file = weights.with_suffix(".json")
     if not card_file.is_file():
         raise ValueError(f"--init {weights}: no model card {card_file.name} beside it")
-    return ModelCard.model_validate_json(card_file.read_text())
+    # a card from before `earlier_runs` carries its lineage nested in its notes: lift it, so that the
+    # new card continues the list
+    return lift_lineage(ModelCard.model_validate_json(card_file.read_text()))
 
 
 def load_init_weights(weights: Path, arch: str, arch_args: dict[str, int | float | str | bool], scale: int
@@ -180,11 +189,12 @@ def load_init_weights(weights: Path, arch: str, arch_args: dict[str, int | float
         raise ValueError(f"--init {weights}: sha256 does not match its card")
     t = card.training
     steps, seconds = (t.iterations, t.wall_time_s) if t else (0, 0.0)
-    # the whole lineage, not just the last run: its card's notes carry the runs before it
-    note = (f"continued from {card.name} sha256 {card.weights_sha256} ({steps} steps, {seconds:.0f} s: "
-            f"{t.command if t else '?'})" + (f" [its notes: {t.notes}]" if t and t.notes else ""))
+    # the whole lineage, not just the last run: the runs behind the --init card, then its own
+    runs = (*t.earlier_runs, EarlierRun(name=card.name, weights_sha256=card.weights_sha256, iterations=steps,
+                                        wall_time_s=seconds, command=t.command, notes=t.notes)) if t else ()
+    note = f"continued from {card.name} sha256 {card.weights_sha256} ({steps} steps, {seconds:.0f} s)"
     log.info("initialised from %s (%d steps)", weights, steps)
-    return load_file(str(weights)), PriorTraining(steps, seconds, note, t.hardware if t else "")
+    return load_file(str(weights)), PriorTraining(steps, seconds, note, t.hardware if t else "", runs)
 
 
 def save_run_checkpoint(path: Path, modules: dict[str, nn.Module], optimizers: dict[str, torch.optim.Optimizer],
@@ -313,16 +323,17 @@ class TrainingRun:
         self.history, self.prior, self.best_step = progress.history, progress.prior, progress.best_step
         log.info("resumed %s at step %d (best Set5 %.3f dB)", self.ckpt_path, self.step, self.best_psnr)
 
-    def provenance(self, hardware: str, weights_are: str) -> tuple[int, str, str]:
+    def provenance(self, hardware: str, weights_are: str) -> tuple[int, str, str, list[EarlierRun]]:
         """For the card: the iterations behind the shipped weights (with those behind `--init`), the
-        hardware of every run, and notes that say which checkpoint was shipped and carry the lineage."""
+        hardware of every run, notes that say which checkpoint was shipped and what it continued from,
+        and the earlier runs."""
         best = self.best_step if self.best_state is not None else self.step  # no evaluation: the last step
         earlier = self.prior.hardware
         chain = f"{earlier}, then {hardware}" if earlier and not earlier.endswith(hardware) else earlier or hardware
         notes = f"{weights_are} (step {best} of {self.step})"
         if self.prior.note:
             notes += f"; {self.prior.note}; iterations and wall time include it"
-        return self.prior.steps + best, chain, notes
+        return self.prior.steps + best, chain, notes, list(self.prior.runs)
 
     def _maybe_best(self, psnr: float) -> None:
         self.history.append((self.step, round(psnr, 4)))
@@ -602,7 +613,8 @@ class Trainer(TrainingRun):
         precision = {torch.bfloat16: "bf16 autocast", torch.float16: "fp16 autocast + grad scaling",
                      None: "fp32"}[self.amp_dtype]
         scales = "/".join(str(s) for s in self.scales)
-        iterations, hardware, notes = self.provenance(hardware_string(self.device), "weights = best Set5 checkpoint")
+        iterations, hardware, notes, earlier = self.provenance(hardware_string(self.device),
+                                                               "weights = best Set5 checkpoint")
         return TrainingRecipe(
             data=data, iterations=iterations, batch_size=cfg.batch, patch_size=self.patch,
             loss=cfg.loss,
@@ -612,7 +624,7 @@ class Trainer(TrainingRun):
             "8-bit rounded" + ("; one scale drawn per batch" if self.multi_scale else ""),
             seed=cfg.seed, precision=precision, hardware=hardware,
             wall_time_s=round(self.prior.seconds + self.train_seconds, 1), command=cfg.command,
-            notes=notes + ("; loss summed over every pyramid level" if self.pyramid else ""),
+            notes=notes + ("; loss summed over every pyramid level" if self.pyramid else ""), earlier_runs=earlier,
         )
 
     def _card(self, *, results: list[EvalResult], weights_sha256: str | None, training: TrainingRecipe | None,

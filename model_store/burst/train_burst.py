@@ -294,8 +294,8 @@ class BurstTrainer(TrainingRun):
         data = [str(p.resolve().relative_to(root)) if p.resolve().is_relative_to(root) else str(p) for p in self.data]
         loss = ("L1 vs HR" if a.supervision == "supervised" else
                 "self-supervised L1: held-out frame vs the prediction warped by its registered shift and downsampled")
-        iterations, hardware, notes = self.provenance(hardware_string(self.device),
-                                                      "weights = best Set5-burst checkpoint")
+        iterations, hardware, notes, earlier = self.provenance(hardware_string(self.device),
+                                                               "weights = best Set5-burst checkpoint")
         return TrainingRecipe(
             data=data, iterations=iterations, batch_size=a.batch, patch_size=a.patch * a.scale,
             loss=loss,
@@ -308,6 +308,7 @@ class BurstTrainer(TrainingRun):
             seed=a.seed, precision="bf16 autocast" if self.amp else "fp32", hardware=hardware,
             wall_time_s=round(self.prior.seconds + self.train_seconds, 1), command=command,
             notes=notes + (f"; true shifts + N(0, {SHIFT_JITTER}) jitter" if a.supervision == "supervised" else ""),
+            earlier_runs=earlier,
         )
 
 

@@ -12,7 +12,7 @@ import pytest
 import torch
 from PIL import Image
 
-from model_store.card import Catalog, ModelCard
+from model_store.card import Catalog, EarlierRun, ModelCard
 from model_store.data import data_root
 from model_store.registry import load_descriptor, sha256_file
 from model_store.train import TrainConfig, Trainer, _loss_fn
@@ -141,9 +141,21 @@ def test_init_starts_from_trained_weights_and_counts_their_training(tiny_data: P
     card = second.finish()
     first_card = first.finish()
     assert card.training is not None and first_card.training is not None
-    # the steps behind both runs' shipped weights; the whole lineage (the first card's notes) in the notes
+    # the steps behind both runs' shipped weights; the first run, as its card recorded it, in the lineage
     assert card.training.iterations == first_card.training.iterations + second.best_step
-    assert "continued from fsrcnn_x2" in card.training.notes and first_card.training.notes in card.training.notes
+    assert card.training.earlier_runs == [EarlierRun(
+        name="fsrcnn_x2", weights_sha256=first_card.weights_sha256, iterations=first_card.training.iterations,
+        wall_time_s=first_card.training.wall_time_s, command=first_card.training.command,
+        notes=first_card.training.notes)]
+    assert f"continued from fsrcnn_x2 sha256 {first_card.weights_sha256}" in card.training.notes
+    # a third run continues the list rather than nesting it
+    third = Trainer(_config(tiny_data, tmp_path / "c3", iters=2, eval_every=0, init=tmp_path / "b" / weights.name))
+    third.fit()
+    third_card = third.finish()
+    assert third_card.training is not None
+    assert [r.weights_sha256 for r in third_card.training.earlier_runs] == [first_card.weights_sha256,
+                                                                            card.weights_sha256]
+    assert third_card.training.earlier_runs[1].notes == card.training.notes
     assert card.training.hardware == first_card.training.hardware  # one machine: no "A, then A"
     # another shape, or weights that do not match their card, are refused before any training
     with pytest.raises(ValueError, match=r"--init .*card is fsrcnn"):
