@@ -41,7 +41,7 @@ from model_store.data import BENCHMARK_SETS, PatchSampler, benchmark_pairs, data
 from model_store.evaluate import EvalReport, card_result, descriptor_for, evaluate_pairs
 from model_store.fast_resize import imresize_torch_cached
 from model_store.host import cpu_description, read_cpuinfo
-from model_store.lineage import lift_lineage
+from model_store.lineage import lift_lineage, split_lineage
 from model_store.paper_results import PAPERS
 from model_store.precision import HALF_SAFE_DB, cpu_has_native_bf16
 from model_store.profiling import flops_per_output_pixel
@@ -141,26 +141,38 @@ def full_arch_args(factory: object, given: dict[str, int | float | str | bool]) 
 
 @dataclass(frozen=True)
 class PriorTraining:
-    """The training behind `--init` weights, counted in the new card's iterations and wall time."""
+    """The training behind `--init` weights: its runs, oldest first (the last produced the weights),
+    counted in the new card's iterations and wall time."""
 
-    steps: int = 0
-    seconds: float = 0.0
-    note: str = ""
     hardware: str = ""
     runs: tuple[EarlierRun, ...] = ()  # the new card's `earlier_runs`
 
+    @property
+    def steps(self) -> int:
+        return self.runs[-1].iterations if self.runs else 0
+
+    @property
+    def seconds(self) -> float:
+        return self.runs[-1].wall_time_s if self.runs else 0.0
+
+    @property
+    def note(self) -> str:
+        if not self.runs:
+            return ""
+        last = self.runs[-1]
+        return (f"continued from {last.name} sha256 {last.weights_sha256} "
+                f"({last.iterations} steps, {last.wall_time_s:.0f} s)")
+
     def to_json(self) -> str:
-        return json.dumps([self.steps, self.seconds, self.note, self.hardware,
-                           [r.model_dump() for r in self.runs]])
+        return json.dumps({"hardware": self.hardware, "runs": [r.model_dump() for r in self.runs]})
 
     @classmethod
     def from_json(cls, text: str) -> PriorTraining:
-        # checkpoints from before `hardware` have three fields, from before `runs` four
-        steps, seconds, note, *rest = json.loads(text)
-        hardware = rest[0] if rest else ""
-        runs = rest[1] if len(rest) > 1 else []
-        return cls(int(steps), float(seconds), str(note), str(hardware),
-                   tuple(EarlierRun.model_validate(r) for r in runs))
+        data = json.loads(text)
+        if isinstance(data, list):  # older checkpoints: [steps, seconds, note(, hardware)], the runs nested in the note
+            _, _, note, *hardware = data
+            return cls(str(hardware[0]) if hardware else "", tuple(split_lineage(str(note))[1]))
+        return cls(str(data["hardware"]), tuple(EarlierRun.model_validate(r) for r in data["runs"]))
 
 
 def init_card(weights: Path) -> ModelCard:
@@ -187,14 +199,17 @@ def load_init_weights(weights: Path, arch: str, arch_args: dict[str, int | float
                          f"not {arch} x{scale} {arch_args}")
     if card.weights_sha256 is not None and sha256_file(weights) != card.weights_sha256:
         raise ValueError(f"--init {weights}: sha256 does not match its card")
-    t = card.training
-    steps, seconds = (t.iterations, t.wall_time_s) if t else (0, 0.0)
     # the whole lineage, not just the last run: the runs behind the --init card, then its own
-    runs = (*t.earlier_runs, EarlierRun(name=card.name, weights_sha256=card.weights_sha256, iterations=steps,
-                                        wall_time_s=seconds, command=t.command, notes=t.notes)) if t else ()
-    note = f"continued from {card.name} sha256 {card.weights_sha256} ({steps} steps, {seconds:.0f} s)"
-    log.info("initialised from %s (%d steps)", weights, steps)
-    return load_file(str(weights)), PriorTraining(steps, seconds, note, t.hardware if t else "", runs)
+    t = card.training
+    if t is None:  # a card without a recipe (a user's): its weights count as 0 steps
+        prior = PriorTraining("", (EarlierRun(name=card.name, weights_sha256=card.weights_sha256, iterations=0,
+                                              wall_time_s=0.0, command=""),))
+    else:
+        prior = PriorTraining(t.hardware, (*t.earlier_runs, EarlierRun(
+            name=card.name, weights_sha256=card.weights_sha256, iterations=t.iterations,
+            wall_time_s=t.wall_time_s, command=t.command, notes=t.notes)))
+    log.info("initialised from %s (%d steps)", weights, prior.steps)
+    return load_file(str(weights)), prior
 
 
 def save_run_checkpoint(path: Path, modules: dict[str, nn.Module], optimizers: dict[str, torch.optim.Optimizer],

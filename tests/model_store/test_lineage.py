@@ -44,10 +44,13 @@ def test_checkpoints_keep_the_lineage_and_older_ones_still_load() -> None:
     from model_store.train import PriorTraining
 
     _, runs = split_lineage(NESTED)
-    prior = PriorTraining(300, 60.0, "continued from m_x4", "CPU", tuple(runs))
+    prior = PriorTraining("CPU", tuple(runs))
     assert PriorTraining.from_json(prior.to_json()) == prior
-    assert PriorTraining.from_json('[300, 60.0, "continued", "CPU"]') == PriorTraining(300, 60.0, "continued", "CPU")
-    assert PriorTraining.from_json('[300, 60.0, "continued"]') == PriorTraining(300, 60.0, "continued")
+    assert (prior.steps, prior.seconds) == (300, 60.0) and prior.note.startswith(f"continued from m_x4 sha256 {SHA_B}")
+    # before the runs were structured a checkpoint held [steps, seconds, note(, hardware)], the runs nested
+    older = NESTED[NESTED.index("continued from"):NESTED.index("; iterations and wall time include it. Third")]
+    assert PriorTraining.from_json(json.dumps([300, 60.0, older, "CPU"])) == prior
+    assert PriorTraining.from_json('[0, 0.0, ""]') == PriorTraining()
 
 
 def test_cli_rewrites_an_old_card_once(tmp_path: Path) -> None:
