@@ -25,7 +25,6 @@ log = logging.getLogger(__name__)
 _CONTINUED = re.compile(r"continued from (?P<name>[a-z0-9][a-z0-9_.-]*) sha256 (?P<sha>[0-9a-f]{64}|None) "
                         r"\((?P<steps>\d+) steps, (?P<seconds>\d+) s: ")
 _ITS_NOTES = " [its notes: "
-_INCLUDED = "; iterations and wall time include it"
 
 
 def _closing(text: str, start: int, open_: str, close: str) -> int:
@@ -36,6 +35,11 @@ def _closing(text: str, start: int, open_: str, close: str) -> int:
         if depth == 0:
             return i
     raise ValueError(f"unbalanced {open_}{close} in training notes: {text[start - 40:start + 40]!r}")
+
+
+def continued_from(run: EarlierRun) -> str:
+    """The sentence a card's notes give the run its weights started from (the rest is in `earlier_runs`)."""
+    return f"continued from {run.name} sha256 {run.weights_sha256} ({run.iterations} steps, {run.wall_time_s:.0f} s)"
 
 
 def split_lineage(notes: str) -> tuple[str, list[EarlierRun]]:
@@ -55,8 +59,7 @@ def split_lineage(notes: str) -> tuple[str, list[EarlierRun]]:
     sha = None if m["sha"] == "None" else m["sha"]
     runs.append(EarlierRun(name=m["name"], weights_sha256=sha, iterations=int(m["steps"]),
                            wall_time_s=float(m["seconds"]), command=command, notes=inner_own))
-    pointer = f"continued from {m['name']} sha256 {m['sha']} ({m['steps']} steps, {m['seconds']} s)"
-    return notes[:m.start()] + pointer + notes[rest:], runs
+    return notes[:m.start()] + continued_from(runs[-1]) + notes[rest:], runs
 
 
 def lift_lineage(card: ModelCard) -> ModelCard:

@@ -41,7 +41,7 @@ from model_store.data import BENCHMARK_SETS, PatchSampler, benchmark_pairs, data
 from model_store.evaluate import EvalReport, card_result, descriptor_for, evaluate_pairs
 from model_store.fast_resize import imresize_torch_cached
 from model_store.host import cpu_description, read_cpuinfo
-from model_store.lineage import lift_lineage, split_lineage
+from model_store.lineage import continued_from, lift_lineage, split_lineage
 from model_store.paper_results import PAPERS
 from model_store.precision import HALF_SAFE_DB, cpu_has_native_bf16
 from model_store.profiling import flops_per_output_pixel
@@ -157,11 +157,7 @@ class PriorTraining:
 
     @property
     def note(self) -> str:
-        if not self.runs:
-            return ""
-        last = self.runs[-1]
-        return (f"continued from {last.name} sha256 {last.weights_sha256} "
-                f"({last.iterations} steps, {last.wall_time_s:.0f} s)")
+        return continued_from(self.runs[-1]) if self.runs else ""
 
     def to_json(self) -> str:
         return json.dumps({"hardware": self.hardware, "runs": [r.model_dump() for r in self.runs]})
