@@ -81,6 +81,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--init", type=Path, default=None,
                    help="start from these .safetensors weights (their .json card beside them, same arch_args)")
     p.add_argument("--arch-args", default="{}", help='JSON, e.g. {"enc_features": 24}')
+    p.add_argument("--hardware-note", default="", help="added to the card's hardware: what the trainer cannot "
+                   "see, e.g. 'beside another training'")
     return p
 
 
@@ -130,7 +132,6 @@ class BurstTrainer(TrainingRun):
         fused = self.device.type == "cuda"
         self.opt = torch.optim.Adam(self.module.parameters(), lr=args.lr, fused=fused)
         self.amp = self.device.type == "cuda"
-        self.train_seconds = 0.0
         self._start_run(args.init, args.arch, self.arch_args, args.scale)
 
     @property
@@ -224,6 +225,8 @@ class BurstTrainer(TrainingRun):
         self.out.mkdir(parents=True, exist_ok=True)
         if a.resume and self.ckpt_path.is_file():
             self.load_checkpoint()
+        if self.init_unmeasured:
+            self._eval_and_checkpoint(0.0)
         self.module.train()
         start = time.monotonic()
         last_eval = time.monotonic()
@@ -294,8 +297,9 @@ class BurstTrainer(TrainingRun):
         data = [str(p.resolve().relative_to(root)) if p.resolve().is_relative_to(root) else str(p) for p in self.data]
         loss = ("L1 vs HR" if a.supervision == "supervised" else
                 "self-supervised L1: held-out frame vs the prediction warped by its registered shift and downsampled")
-        iterations, hardware, notes, earlier = self.provenance(hardware_string(self.device),
-                                                               "weights = best Set5-burst checkpoint")
+        iterations, hardware, notes, earlier = self.provenance(hardware_string(self.device, a.hardware_note),
+                                                               "weights = best Set5-burst checkpoint",
+                                                               metric="Set5 bursts")
         return TrainingRecipe(
             data=data, iterations=iterations, batch_size=a.batch, patch_size=a.patch * a.scale,
             loss=loss,

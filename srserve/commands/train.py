@@ -83,6 +83,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--compile", action="store_true", help="torch.compile the training forward pass")
     p.add_argument("--eval-sets", nargs="+", default=None, help="final evaluation sets (default Set5 Set14 BSD100)")
+    p.add_argument(
+        "--hardware-note",
+        default="",
+        help="added to the card's hardware: what the trainer cannot see, e.g. 'beside another training'",
+    )
     p.set_defaults(handler=_handle)
 
 
@@ -124,6 +129,7 @@ def _handle(args: argparse.Namespace) -> int:
         compile=args.compile,
         eval_sets=args.eval_sets or list(BENCHMARK_SETS),
         command=_command_line(args),
+        hardware_note=args.hardware_note,
     )
     card = train(cfg)
     for r in card.results:

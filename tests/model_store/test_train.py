@@ -15,7 +15,7 @@ from PIL import Image
 from model_store.card import Catalog, EarlierRun, ModelCard
 from model_store.data import data_root
 from model_store.registry import load_descriptor, sha256_file
-from model_store.train import TrainConfig, Trainer, _loss_fn
+from model_store.train import TrainConfig, Trainer, _loss_fn, hardware_string, run_summary
 
 TINY = {"d": 8, "s": 4, "m": 1, "residual": False}  # no bicubic skip: learning from scratch shows clearly
 
@@ -116,14 +116,36 @@ def test_time_budget_stops_and_still_writes_outputs(tiny_data: Path, tmp_path: P
     assert (tmp_path / "fsrcnn_x2.safetensors").is_file() and (tmp_path / "fsrcnn_x2.json").is_file()
 
 
+def test_run_summary_says_where_the_run_started_and_what_the_rewarmed_rate_cost() -> None:
+    history = [(0, 31.38), (500, 30.914), (9000, 31.5649), (10297, 31.55)]
+    assert run_summary(history, 10297, 6600.0, day="2026-12-07") == (
+        "this run (2026-12-07): 10,297 steps in 110 min (0.64 s per step, evaluations included); "
+        "Set5 31.38 -> 31.56 dB (lowest 30.91 dB, at step 500)")
+    # never below the start: no low point; no step 0 (a run from scratch): the best only
+    assert run_summary([(0, 30.0), (10, 30.5)], 10, 60.0, day="d").endswith("; Set5 30.00 -> 30.50 dB")
+    from_scratch = run_summary([(10, 30.5), (20, 30.2)], 20, 60.0, "Set5 bursts", day="d")
+    assert from_scratch.endswith("; Set5 bursts best 30.50 dB")
+    assert run_summary([], 0, 0.0, day="d") == "this run (d): 0 steps in 0 min"
+
+
+def test_hardware_note_joins_the_cards_hardware_details(tiny_data: Path, tmp_path: Path) -> None:
+    plain = hardware_string(torch.device("cpu"))
+    noted = hardware_string(torch.device("cpu"), "beside another training")
+    assert plain.endswith(")") and noted == plain[:-1] + "; beside another training)"
+    trainer = Trainer(_config(tiny_data, tmp_path, iters=2, eval_every=0, hardware_note="beside another training"))
+    trainer.fit()
+    card = trainer.finish()
+    assert card.training is not None and card.training.hardware == noted
+
+
 def test_cli_arguments_become_the_config(tiny_data: Path) -> None:
     from srserve.commands import train as train_cmd
 
     parser = argparse.ArgumentParser()
     train_cmd.register(parser.add_subparsers())
     args = parser.parse_args(["train", "vdsr", "--scale", "3", "--arch-arg", "depth=4", "--time-budget", "5",
-                              "--data", str(tiny_data)])
-    assert args.handler is train_cmd._handle
+                              "--data", str(tiny_data), "--hardware-note", "beside another training"])
+    assert args.handler is train_cmd._handle and args.hardware_note == "beside another training"
     assert args.arch_arg == [("depth", 4)] and args.time_budget == 5.0
 
 
@@ -148,6 +170,10 @@ def test_init_starts_from_trained_weights_and_counts_their_training(tiny_data: P
         wall_time_s=first_card.training.wall_time_s, command=first_card.training.command,
         notes=first_card.training.notes)]
     assert f"continued from fsrcnn_x2 sha256 {first_card.weights_sha256}" in card.training.notes
+    # the run measured the --init weights first: the card says where it started, and ships nothing worse
+    assert second.history[0] == (0, round(first.best_psnr, 4)) and second.best_psnr >= first.best_psnr
+    assert "; this run (" in card.training.notes
+    assert f"Set5 {second.history[0][1]:.2f} -> {second.best_psnr:.2f} dB" in card.training.notes
     # a third run continues the list rather than nesting it
     third = Trainer(_config(tiny_data, tmp_path / "c3", iters=2, eval_every=0, init=tmp_path / "b" / weights.name))
     third.fit()
