@@ -18,13 +18,20 @@ profile=${1:?profile: gpu | cpu-a | cpu-b}
 out=${2:?output folder}
 mkdir -p "$out/logs"
 py=${PYTHON:-python3}
+# what a card's hardware cannot show by itself: the other trainings sharing the machine
+case "$profile" in
+gpu*) hardware_note="shared by every run of scripts/train_zoo.sh $profile" ;;
+cpu-a) hardware_note="beside scripts/train_zoo.sh cpu-b" ;;
+cpu-b) hardware_note="beside scripts/train_zoo.sh cpu-a" ;;
+*) hardware_note="" ;;
+esac
 train() {  # train NAME BUDGET ARGS...
   local name=$1 budget=$2; shift 2
   local resume=""
   [ -f "$out/$name.ckpt.safetensors" ] && resume="--resume"
   echo "$(date -u +%H:%M:%S) start $name ($budget s)"
   $py -m srserve.cli --log-level WARNING train "$@" --name "$name" --iters 1000000 --time-budget "$budget" \
-    --out "$out" $resume > "$out/logs/$name.log" 2>&1 && echo "$(date -u +%H:%M:%S) done $name" \
+    --out "$out" --hardware-note "$hardware_note" $resume > "$out/logs/$name.log" 2>&1 && echo "$(date -u +%H:%M:%S) done $name" \
     || echo "$(date -u +%H:%M:%S) FAILED $name (see $out/logs/$name.log)"
 }
 
