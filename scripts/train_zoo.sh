@@ -31,7 +31,8 @@ train() {  # train NAME BUDGET ARGS...
   [ -f "$out/$name.ckpt.safetensors" ] && resume="--resume"
   echo "$(date -u +%H:%M:%S) start $name ($budget s)"
   $py -m srserve.cli --log-level WARNING train "$@" --name "$name" --iters 1000000 --time-budget "$budget" \
-    --out "$out" --hardware-note "$hardware_note" $resume > "$out/logs/$name.log" 2>&1 && echo "$(date -u +%H:%M:%S) done $name" \
+    --out "$out" --hardware-note "$hardware_note" $resume > "$out/logs/$name.log" 2>&1 \
+    && echo "$(date -u +%H:%M:%S) done $name" \
     || echo "$(date -u +%H:%M:%S) FAILED $name (see $out/logs/$name.log)"
 }
 
