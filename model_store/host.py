@@ -47,9 +47,10 @@ def cpu_bf16_support(cpuinfo: str) -> str:
     return ""
 
 
-def cpu_description(cpuinfo: str, threads: int, cpu_count: int | None) -> str:
+def cpu_description(cpuinfo: str, threads: int, cpu_count: int | None, note: str = "") -> str:
     """"AMD EPYC x86_64 CPU (AVX512-BF16, no AMX; 1 of 2 threads)": the threads a job used, not just the
-    machine's, since shared machines train with fewer."""
-    details = [part for part in (cpu_bf16_support(cpuinfo), f"{threads} of {cpu_count} threads") if part]
+    machine's, since shared machines train with fewer; `note` joins the details (what the process cannot
+    see, such as another training beside it)."""
+    details = [part for part in (cpu_bf16_support(cpuinfo), f"{threads} of {cpu_count} threads", note) if part]
     name = " ".join(part for part in (cpu_model_name(cpuinfo), platform.machine(), "CPU") if part)
     return f"{name} ({'; '.join(details)})"

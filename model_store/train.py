@@ -129,12 +129,9 @@ def hardware_string(device: torch.device, note: str = "") -> str:
     """The card's hardware: the device in its own words, with `note` (what the process cannot see, such as
     another training sharing the machine) among its details."""
     if device.type == "cuda":
-        described = torch.cuda.get_device_name(device)
-    else:
-        described = cpu_description(read_cpuinfo(), torch.get_num_threads(), os.cpu_count())
-    if not note:
-        return described
-    return f"{described[:-1]}; {note})" if described.endswith(")") else f"{described} ({note})"
+        name = torch.cuda.get_device_name(device)
+        return f"{name} ({note})" if note else name
+    return cpu_description(read_cpuinfo(), torch.get_num_threads(), os.cpu_count(), note)
 
 
 def run_summary(history: Sequence[tuple[int, float]], steps: int, seconds: float, metric: str = "Set5",
@@ -318,7 +315,7 @@ class RunProgress:
 class TrainingRun:
     """The bookkeeping both trainers share: counters, the best weights so far and the training
     behind `--init`, kept across evaluations and `--resume`. Subclasses set `module`, `opt`,
-    `name`, `ckpt_path` and `_generators`."""
+    `name`, `ckpt_path`, `_generators` and `_eval_and_checkpoint`."""
 
     module: nn.Module
     opt: torch.optim.Optimizer
@@ -365,11 +362,17 @@ class TrainingRun:
         self.history, self.prior, self.best_step = progress.history, progress.prior, progress.best_step
         log.info("resumed %s at step %d (best Set5 %.3f dB)", self.ckpt_path, self.step, self.best_psnr)
 
-    @property
-    def init_unmeasured(self) -> bool:
-        """`--init` weights not evaluated yet: the run's history starts with them (step 0), so the card
-        shows where the run started and the weights it ships are never worse on Set5 than those."""
-        return bool(self.prior.runs) and self.step == 0 and not self.history
+    def _eval_and_checkpoint(self, elapsed: float) -> None:
+        raise NotImplementedError
+
+    def _begin_fit(self, resume: bool) -> None:
+        """Continue the checkpoint (`--resume`), or measure the `--init` weights before the first step: the
+        history starts with them (step 0), so the card shows where the run started and the weights it ships
+        are never worse on Set5 than those."""
+        if resume and self.ckpt_path.is_file():
+            self.load_checkpoint()
+        if self.prior.runs and self.step == 0 and not self.history:
+            self._eval_and_checkpoint(0.0)
 
     def provenance(self, hardware: str, weights_are: str, metric: str = "Set5"
                    ) -> tuple[int, str, str, list[EarlierRun]]:
@@ -545,10 +548,7 @@ class Trainer(TrainingRun):
 
         cfg = self.cfg
         cfg.out.mkdir(parents=True, exist_ok=True)
-        if cfg.resume and self.ckpt_path.is_file():
-            self.load_checkpoint()
-        if self.init_unmeasured:
-            self._eval_and_checkpoint(0.0, None)
+        self._begin_fit(cfg.resume)
         self.module.train()
         start = time.monotonic()
         loss_sum = torch.zeros((), device=self.device)
@@ -589,12 +589,12 @@ class Trainer(TrainingRun):
         if self.device.type == "cuda":
             torch.cuda.synchronize(self.device)
         if stopped_by != "non-finite loss" and (last_eval != self.step or self.best_state is None):
-            self._eval_and_checkpoint(self.elapsed_before + time.monotonic() - start, None)
+            self._eval_and_checkpoint(self.elapsed_before + time.monotonic() - start)
         self.train_seconds = self.elapsed_before + time.monotonic() - start
         log.info("%s: stopped by %s after %d steps, %.0f s; best Set5 %.3f dB",
                  self.name, stopped_by, self.step, self.train_seconds, self.best_psnr)
 
-    def _eval_and_checkpoint(self, elapsed: float, bar: object | None) -> None:
+    def _eval_and_checkpoint(self, elapsed: float, bar: object | None = None) -> None:
         psnr = self.set5_psnr()
         self._maybe_best(psnr)
         log.info("%s step %d: Set5 %.3f dB (best %.3f), %.0f s", self.name, self.step, psnr,

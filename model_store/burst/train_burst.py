@@ -223,10 +223,7 @@ class BurstTrainer(TrainingRun):
     def fit(self) -> None:
         a = self.args
         self.out.mkdir(parents=True, exist_ok=True)
-        if a.resume and self.ckpt_path.is_file():
-            self.load_checkpoint()
-        if self.init_unmeasured:
-            self._eval_and_checkpoint(0.0)
+        self._begin_fit(a.resume)
         self.module.train()
         start = time.monotonic()
         last_eval = time.monotonic()
