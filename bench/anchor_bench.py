@@ -1,7 +1,7 @@
 """Our FSRCNN/ESPCN/LapSRN against OpenCV's `dnn_superres` running the published models, on the same
 images, same machine, same metric code: seconds per set and PSNR/SSIM (Y, shaved).
 
-    srserve bench anchors            # needs `pip install opencv-contrib-python-headless`
+    srserve bench anchors            # needs `pip install -e .[anchors]` (OpenCV 5.0: 5.1 refuses .pb)
 
 OpenCV is only a benchmark peer (never a runtime dependency); its models are read from
 ../shared/anchors/opencv_dnn_superres/.
@@ -134,7 +134,11 @@ def run(args: argparse.Namespace) -> int:
             if not model_file.exists():
                 continue
             sr = cv2.dnn_superres.DnnSuperResImpl_create()
-            sr.readModel(str(model_file))
+            try:
+                sr.readModel(str(model_file))
+            except cv2.error as exc:  # OpenCV >= 5.1 reads these as ONNX and refuses TensorFlow graphs
+                raise SystemExit(f"OpenCV {cv2.__version__} cannot read {model_file.name} "
+                                 f"(pip install -e .[anchors] installs the 5.0 it needs): {exc}") from exc
             sr.setModel(cv_name, scale)
             desc = load_descriptor(card, scale, catalog=catalog)
             lrs = [lr for lr, _ in pairs]

@@ -4,7 +4,7 @@
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 PY=${PYTHON:-.venv/bin/python}
-# 1. ours vs OpenCV dnn_superres (needs: pip install opencv-contrib-python-headless)
+# 1. ours vs OpenCV dnn_superres (needs: pip install -e .[anchors], OpenCV 5.0)
 $PY -m srserve.cli --log-level WARNING bench anchors --families fsrcnn,espcn --repeats 3 --tag cpu-anchors
 # 1b. the CPU inference rewrites, before / after on the same images
 $PY -m bench.cpu_paths_bench --tag cpu-paths
