@@ -22,7 +22,7 @@ import torch
 from bench import host_description, write_results
 from bench.anchor_bench import best_of_interleaved
 from model_store.data import data_root
-from model_store.precision import cpu_has_native_bf16
+from model_store.precision import cpu_trains_faster_in_bf16
 from model_store.train import TrainConfig, Trainer
 
 log = logging.getLogger(__name__)
@@ -56,7 +56,7 @@ def _train_steps(trainer: Trainer, steps: int) -> list[None]:
 
 def run(args: argparse.Namespace) -> int:
     torch.set_num_threads(args.threads)
-    native = cpu_has_native_bf16()
+    native = cpu_trains_faster_in_bf16()
     variants = [("fp32 NCHW", "none", False), ("fp32 NHWC", "none", True)]
     if native:
         variants.append(("bf16 NHWC", "bf16", True))

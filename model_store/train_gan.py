@@ -51,7 +51,7 @@ from model_store.card import NAME_PATTERN, SHIPPED_WEIGHTS_DIR, Catalog, EvalRes
 from model_store.data import DEFAULT_TRAIN_SETS, PatchSampler, benchmark_pairs, default_train_dirs, make_lr
 from model_store.fast_resize import imresize_torch_cached
 from model_store.metrics import high_frequency_energy
-from model_store.precision import cpu_has_native_bf16
+from model_store.precision import cpu_trains_faster_in_bf16
 from model_store.registry import count_params, create_model, sha256_file
 from model_store.train import hardware_string, load_run_checkpoint, save_run_checkpoint
 
@@ -155,8 +155,8 @@ class SRGANTrainer:
         self.generator = create_model("srresnet", scale=cfg.scale, **arch_args).to(self.device)
         self.generator.load_state_dict(init_state, strict=True)
         self.discriminator = SRGANDiscriminator(num_feat=cfg.disc_num_feat).to(self.device)
-        # as the zoo trainer: NHWC, and bf16 where it runs natively (CUDA, AVX512-BF16/AMX CPUs)
-        self.use_amp = cfg.precision == "bf16" and (self.device.type == "cuda" or cpu_has_native_bf16())
+        # as the zoo trainer: NHWC, and bf16 where it runs in hardware (CUDA, AVX512-BF16/AMX CPUs)
+        self.use_amp = cfg.precision == "bf16" and (self.device.type == "cuda" or cpu_trains_faster_in_bf16())
         self.generator.to(memory_format=torch.channels_last)
         self.discriminator.to(memory_format=torch.channels_last)
         self.opt_g = torch.optim.Adam(self.generator.parameters(), lr=cfg.lr_g, betas=(0.9, 0.999))

@@ -87,7 +87,7 @@ def test_bf16_is_not_measured_on_a_cpu_that_only_emulates_it(
 def test_auto_precision_on_a_cpu_is_bf16_autocast_only_where_bf16_is_native(
     native_bf16: bool, tiny_data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr("model_store.train.cpu_has_native_bf16", lambda: native_bf16)
+    monkeypatch.setattr("model_store.train.cpu_trains_faster_in_bf16", lambda: native_bf16)
     trainer = Trainer(_config(tiny_data, tmp_path, iters=4, eval_every=4))
     assert trainer.amp_dtype == (torch.bfloat16 if native_bf16 else None)
     trainer.fit()

@@ -111,7 +111,7 @@ def test_train_srgan_writes_loadable_model_and_resumes(tiny_setup: tuple[Path, P
 def test_bf16_on_a_cpu_only_where_the_cpu_runs_it_natively(
     native_bf16: bool, tiny_setup: tuple[Path, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr("model_store.train_gan.cpu_has_native_bf16", lambda: native_bf16)
+    monkeypatch.setattr("model_store.train_gan.cpu_trains_faster_in_bf16", lambda: native_bf16)
     data, init = tiny_setup
     cfg = GanConfig(name="srgan_tiny_x4", init=str(init), arch_args=TINY, iterations=2, batch_size=2, patch_size=32,
                     disc_num_feat=8, d_warmup=1, device="cpu", precision="bf16", train_dirs=[data],
