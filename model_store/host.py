@@ -47,6 +47,16 @@ def cpu_bf16_support(cpuinfo: str) -> str:
     return ""
 
 
+# cpuinfo flags of bf16 arithmetic in hardware: x86 AVX512-BF16 and AMX, Arm's FEAT_BF16 (in "Features")
+BF16_CPU_FLAGS = frozenset({"avx512_bf16", "amx_bf16", "bf16"})
+
+
+def cpu_has_bf16_units(cpuinfo: str) -> bool:
+    """Whether the first processor's flags (x86) or features (Arm) list bf16 arithmetic in hardware."""
+    flags = cpuinfo_field(cpuinfo, "flags") or cpuinfo_field(cpuinfo, "Features")
+    return not BF16_CPU_FLAGS.isdisjoint(flags.split())
+
+
 def cpu_description(cpuinfo: str, threads: int, cpu_count: int | None, note: str = "") -> str:
     """"AMD EPYC x86_64 CPU (AVX512-BF16, no AMX; 1 of 2 threads)": the threads a job used, not just the
     machine's, since shared machines train with fewer; `note` joins the details (what the process cannot

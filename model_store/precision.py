@@ -12,14 +12,14 @@ halve FSRCNN's), so it is timed once per model (`cpu_serving_dtype`).
 
 from __future__ import annotations
 
-import functools
 import logging
 import time
 from collections.abc import Callable
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 import torch
+
+from model_store.host import cpu_has_bf16_units, read_cpuinfo
 
 if TYPE_CHECKING:
     from model_store.registry import SRDescriptor
@@ -30,30 +30,12 @@ HALF_SAFE_DB = 0.02  # bf16 may move Set5 PSNR by less than this for a model to 
 BF16_MIN_SPEEDUP = 1.15  # below this a CPU keeps fp32: timing noise, and nothing worth the rounding
 
 
-# cpuinfo flags of bf16 arithmetic in hardware: x86 AVX512-BF16 and AMX, Arm's FEAT_BF16 ("Features")
-BF16_CPU_FLAGS = frozenset({"avx512_bf16", "amx_bf16", "bf16"})
-
-
-def cpuinfo_has_bf16_units(cpuinfo: str) -> bool:
-    """Whether a /proc/cpuinfo text lists bf16 arithmetic among the first CPU's flags."""
-    for line in cpuinfo.splitlines():
-        key, _, value = line.partition(":")
-        if key.strip() in ("flags", "Features"):
-            return not BF16_CPU_FLAGS.isdisjoint(value.split())
-    return False
-
-
-@functools.cache
 def cpu_trains_faster_in_bf16() -> bool:
     """bf16 autocast pays for training here: oneDNN runs bf16 and the CPU computes it in hardware. On
     AVX-512 CPUs without AVX512-BF16 or AMX oneDNN converts to fp32 instead, and a training step is ~4x
     slower than fp32 (Intel Xeon, Ice Lake class, one thread, NHWC: EDSR x2 8 x 64² 0.60 vs 2.26 s,
     LapSRN x2 4 x 96² 0.23 vs 0.94 s, FSRCNN x3 16 x 96² 0.055 vs 0.160 s). Unknown (no cpuinfo): fp32."""
-    try:
-        cpuinfo = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return False
-    return cpu_has_native_bf16() and cpuinfo_has_bf16_units(cpuinfo)
+    return cpu_has_native_bf16() and cpu_has_bf16_units(read_cpuinfo())
 
 
 def cpu_has_native_bf16() -> bool:

@@ -27,20 +27,6 @@ from worker.engine import BatchPolicy, EngineConfig, InferenceEngine
 CATALOG = Catalog.load()
 
 
-# first "flags" lines, cut short: Ice Lake Xeon (this VM on 2026-12-07), Sapphire Rapids, Zen 4, Graviton 3
-ICE_LAKE = "processor\t: 0\nflags\t\t: fpu sse2 avx2 avx512f avx512bw avx512vl avx512_vnni avx512_vbmi2\n"
-SAPPHIRE_RAPIDS = "flags\t\t: avx512f avx512_vnni avx512_bf16 amx_bf16 amx_tile amx_int8\n"
-ZEN4 = "flags\t\t: avx2 avx512f avx512bw avx512_bf16 avx512_vnni\n"
-GRAVITON3 = "Features\t: fp asimd sve bf16 i8mm svebf16\n"
-
-
-@pytest.mark.parametrize(("cpuinfo", "has_units"), [(ICE_LAKE, False), (SAPPHIRE_RAPIDS, True), (ZEN4, True),
-                                                    (GRAVITON3, True), ("", False)])
-def test_bf16_units_are_read_from_the_cpu_flags(cpuinfo: str, has_units: bool) -> None:
-    # oneDNN "supports" bf16 on the Ice Lake too (by conversion, ~4x slower to train): only the flags tell
-    assert precision.cpuinfo_has_bf16_units(cpuinfo) is has_units
-
-
 def test_speedup_is_measured_in_turns_and_thresholded() -> None:
     calls: list[torch.dtype | None] = []
 
