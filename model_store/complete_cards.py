@@ -42,7 +42,7 @@ def missing_cells(card: ModelCard, sets: list[str]) -> list[tuple[str, int]]:
 def complete_card(card_file: Path, sets: list[str], device: str = "cpu") -> ModelCard:
     """Evaluate the card's missing (set, scale) cells; returns the card as written back."""
     from model_store.evaluate import card_result, evaluate_pairs
-    from model_store.precision import cpu_has_native_bf16
+    from model_store.precision import cpu_runs_bf16
     from model_store.registry import load_descriptor
 
     card = ModelCard.model_validate_json(card_file.read_text())
@@ -61,7 +61,7 @@ def complete_card(card_file: Path, sets: list[str], device: str = "cpu") -> Mode
     results.sort(key=lambda r: (r.scale, order.get(r.dataset, len(order)), r.dataset))
     notes = with_shortfall_note(card.notes, results, card.family)
     update: dict[str, object] = {"results": results, "notes": notes}
-    if card.cpu_bf16_psnr_delta is None and device == "cpu" and cpu_has_native_bf16():
+    if card.cpu_bf16_psnr_delta is None and device == "cpu" and cpu_runs_bf16():
         for scale in card.scales:
             if scale not in descriptors:
                 descriptors[scale] = load_descriptor(card, scale, catalog=catalog, device=device)

@@ -5,7 +5,7 @@ network as trained (`half_precision_safe`, measured by the trainer on its device
 it rewritten for oneDNN (`model_store.cpu_inference`), where rounding falls elsewhere (autocast over
 ESPCN's rewritten tanh lost 0.045-0.18 dB of Set5; its bf16 twin, which the CPU serves instead, loses
 0.002-0.03). `cpu_bf16_psnr_delta` is measured through the CPU path itself by
-`python -m model_store.complete_cards DIR` on a CPU with native bf16. Whether bf16 also pays on a given
+`python -m model_store.complete_cards DIR` on a CPU where oneDNN runs bf16. Whether bf16 also pays on a given
 CPU depends on the network (oneDNN's bf16 kernels double SRCNN's and EDSR's speed on AVX512-BF16 and
 halve FSRCNN's), so it is timed once per model (`cpu_serving_dtype`).
 """
@@ -35,19 +35,20 @@ def cpu_trains_faster_in_bf16() -> bool:
     AVX-512 CPUs without AVX512-BF16 or AMX oneDNN converts to fp32 instead, and a training step is ~4x
     slower than fp32 (Intel Xeon, Ice Lake class, one thread, NHWC: EDSR x2 8 x 64² 0.60 vs 2.26 s,
     LapSRN x2 4 x 96² 0.23 vs 0.94 s, FSRCNN x3 16 x 96² 0.055 vs 0.160 s). Unknown (no cpuinfo): fp32."""
-    return cpu_has_native_bf16() and cpu_has_bf16_units(read_cpuinfo())
+    return cpu_runs_bf16() and cpu_has_bf16_units(read_cpuinfo())
 
 
-def cpu_has_native_bf16() -> bool:
-    """oneDNN runs bf16 here: in hardware with AVX512-BF16 or AMX, by conversion on other AVX-512 (BW/VL/DQ)
-    or AVX-NE-CONVERT CPUs (the engine serves bf16 only where it measures faster). Elsewhere (AVX2) only
-    PyTorch's reference kernels do, many times slower, and oneDNN's bf16 calls (the fused twin) fail."""
+def cpu_runs_bf16() -> bool:
+    """oneDNN runs bf16 here, with bf16's numerics either way: in hardware with AVX512-BF16 or AMX
+    (`cpu_trains_faster_in_bf16`), by conversion on other AVX-512 (BW/VL/DQ) or AVX-NE-CONVERT CPUs (the
+    engine serves bf16 only where it measures faster). Elsewhere (AVX2) only PyTorch's reference kernels
+    do, many times slower, and oneDNN's bf16 calls (the fused twin) fail."""
     return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
 
 
 def cpu_bf16_safe(delta_db: float | None) -> bool:
-    """A card's CPU bf16 measurement allows bf16 on this CPU: measured, small, and native here."""
-    return delta_db is not None and delta_db < HALF_SAFE_DB and cpu_has_native_bf16()
+    """A card's CPU bf16 measurement allows bf16 on this CPU: measured, small, and oneDNN runs it here."""
+    return delta_db is not None and delta_db < HALF_SAFE_DB and cpu_runs_bf16()
 
 
 def bf16_speedup(forward: Callable[[torch.dtype | None], object], rounds: int = 3) -> float:

@@ -261,7 +261,7 @@ def load_descriptor(
 
         # from the untouched network, before the rewrites below; only where oneDNN runs bf16 (its fused
         # kernels need AVX-512 BW/VL/DQ or AVX-NE-CONVERT): nowhere else is bf16 served on a CPU
-        bf16_module = bf16_twin(module) if precision.cpu_has_native_bf16() else None
+        bf16_module = bf16_twin(module) if precision.cpu_runs_bf16() else None
         prepare_for_cpu(module)  # same operators, faster CPU kernels (deconv, tanh)
     # NHWC: oneDNN's and cuDNN's fast layout (CPU, 1 thread: 4-30% faster for every shipped single-image
     # model, no slower anywhere; on GPUs the tensor-core kernels). Burst models reshape 5-D inputs

@@ -46,7 +46,7 @@ from model_store.fast_resize import imresize_torch_cached
 from model_store.host import cpu_description, read_cpuinfo
 from model_store.lineage import continued_from, lift_lineage, split_lineage
 from model_store.paper_results import PAPERS
-from model_store.precision import HALF_SAFE_DB, cpu_has_native_bf16, cpu_trains_faster_in_bf16
+from model_store.precision import HALF_SAFE_DB, cpu_runs_bf16, cpu_trains_faster_in_bf16
 from model_store.profiling import flops_per_output_pixel
 from model_store.registry import arch_spec, count_params, rgb_to_ycbcr, sha256_file
 
@@ -642,9 +642,9 @@ class Trainer(TrainingRun):
 
     def _half_precision_safe(self, results: list[EvalResult]) -> bool | None:
         """Whether bf16 keeps Set5 within HALF_SAFE_DB at every scale; None (not measured, the card says
-        fp32) on a CPU without native bf16, where oneDNN emulates it: VDSR's first bf16 Set5 pass had not
-        ended after 13 minutes on an AVX2 host (fp32: 11 s)."""
-        if self.device.type == "cpu" and not cpu_has_native_bf16():
+        fp32) on a CPU where oneDNN does not run bf16 (only PyTorch's reference kernels do): VDSR's first
+        bf16 Set5 pass had not ended after 13 minutes on an AVX2 host (fp32: 11 s)."""
+        if self.device.type == "cpu" and not cpu_runs_bf16():
             log.warning("%s: no native bf16 on this CPU: bf16 not measured, the card says fp32", self.name)
             return None
         deltas = []

@@ -41,7 +41,7 @@ def test_speedup_is_measured_in_turns_and_thresholded() -> None:
 
 @pytest.mark.parametrize("native", [True, False])
 def test_cpu_safety_needs_a_small_measured_delta_and_native_bf16(native: bool, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(precision, "cpu_has_native_bf16", lambda: native)
+    monkeypatch.setattr(precision, "cpu_runs_bf16", lambda: native)
     assert precision.cpu_bf16_safe(0.01) is native
     assert not precision.cpu_bf16_safe(0.05) and not precision.cpu_bf16_safe(None)
 
@@ -51,7 +51,7 @@ def test_descriptors_take_the_cpu_measurement_not_the_cuda_one() -> None:
     cuda_only = shipped.model_copy(update={"half_precision_safe": True, "cpu_bf16_psnr_delta": 0.05})
     assert not load_descriptor(cuda_only, 4, catalog=CATALOG).supports_half
     cpu_only = shipped.model_copy(update={"half_precision_safe": False, "cpu_bf16_psnr_delta": 0.01})
-    assert load_descriptor(cpu_only, 4, catalog=CATALOG).supports_half is precision.cpu_has_native_bf16()
+    assert load_descriptor(cpu_only, 4, catalog=CATALOG).supports_half is precision.cpu_runs_bf16()
     unmeasured = shipped.model_copy(update={"half_precision_safe": True, "cpu_bf16_psnr_delta": None})
     assert not load_descriptor(unmeasured, 4, catalog=CATALOG).supports_half
 
@@ -60,8 +60,8 @@ def test_a_network_with_tanh_gets_a_fused_bf16_twin_where_onednn_runs_bf16(monke
     card = CATALOG.get("espcn_x4")
     here = load_descriptor(card, 4, catalog=CATALOG)
     # the twin's fused kernels are oneDNN's bf16 ones (AVX-512 BW/VL/DQ or AVX-NE-CONVERT): built only there
-    assert (here.bf16_module is not None) is precision.cpu_has_native_bf16()
-    monkeypatch.setattr(precision, "cpu_has_native_bf16", lambda: True)  # building runs nothing: any CPU
+    assert (here.bf16_module is not None) is precision.cpu_runs_bf16()
+    monkeypatch.setattr(precision, "cpu_runs_bf16", lambda: True)  # building runs nothing: any CPU
     twin = load_descriptor(card, 4, catalog=CATALOG).bf16_module
     assert twin is not None and load_descriptor(CATALOG.get("srcnn_x4"), 4, catalog=CATALOG).bf16_module is None
     assert sum(isinstance(m, FusedConvTanh) for m in twin.modules()) == 2  # both of ESPCN's conv + tanh
@@ -69,7 +69,7 @@ def test_a_network_with_tanh_gets_a_fused_bf16_twin_where_onednn_runs_bf16(monke
     assert all(p.dtype == torch.bfloat16 for p in twin.parameters())
 
 
-@pytest.mark.skipif(not precision.cpu_has_native_bf16(),
+@pytest.mark.skipif(not precision.cpu_runs_bf16(),
                     reason="oneDNN's bf16 kernels need AVX-512 (BW/VL/DQ) or AVX-NE-CONVERT; this CPU has neither")
 def test_the_fused_twin_keeps_bf16_within_the_bar_where_autocast_does_not() -> None:
     desc = load_descriptor(CATALOG.get("espcn_x4"), 4, catalog=CATALOG)
@@ -121,7 +121,7 @@ def test_complete_cards_measures_the_cpu_delta_where_bf16_is_native(
     native: bool, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # emulated bf16 gives the same numbers, under autocast: a network with no tanh, so no oneDNN-only twin
-    monkeypatch.setattr(precision, "cpu_has_native_bf16", lambda: native)
+    monkeypatch.setattr(precision, "cpu_runs_bf16", lambda: native)
     shipped = ModelCard.model_validate_json((SHIPPED_WEIGHTS_DIR / "fsrcnn_x4.json").read_text())
     shutil.copy(SHIPPED_WEIGHTS_DIR / "fsrcnn_x4.safetensors", tmp_path)
     (tmp_path / "fsrcnn_x4.json").write_text(shipped.model_copy(update={"cpu_bf16_psnr_delta": None}).model_dump_json())

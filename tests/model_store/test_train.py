@@ -71,7 +71,7 @@ def test_training_reduces_loss_and_writes_a_loadable_model(tiny_data: Path, tmp_
 def test_bf16_is_not_measured_on_a_cpu_that_only_emulates_it(
     tiny_data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr("model_store.train.cpu_has_native_bf16", lambda: False)
+    monkeypatch.setattr("model_store.train.cpu_runs_bf16", lambda: False)
     trainer = Trainer(_config(tiny_data, tmp_path, iters=4, eval_every=4))
     dtypes: list[torch.dtype | None] = []
     evaluate = trainer.evaluate
