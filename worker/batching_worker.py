@@ -54,6 +54,8 @@ class BatchingWorker(SimpleWorker):
         self.execution_ttl_s = execution_ttl_s
         self._slots = threading.BoundedSemaphore(max_jobs_in_flight)
         self._pool = ThreadPoolExecutor(max_workers=max_jobs_in_flight, thread_name_prefix="srserve-job")
+        # keyed by execution id, not job id: a job RQ re-queued for a retry can be dequeued again (a new
+        # execution) before the thread of its failed run has let go of the old one
         self._held: dict[str, tuple[Job, Queue, Execution]] = {}
         self._held_lock = threading.Lock()
         self._finalize_lock = threading.Lock()
@@ -62,7 +64,7 @@ class BatchingWorker(SimpleWorker):
         self._hb_thread: threading.Thread | None = None
         self._requeue_on_exit = False
         # cold shutdown vs. a job thread finishing at that very moment: a job is either finalized by
-        # its thread or re-queued by the shutdown, never both (guarded by _finalize_lock)
+        # its thread or re-queued by the shutdown, never both (guarded by _finalize_lock; execution ids)
         self._finalizing: set[str] = set()
         self._requeued: set[str] = set()
 
@@ -109,7 +111,7 @@ class BatchingWorker(SimpleWorker):
     def execute_job(self, job: Job, queue: Queue) -> None:
         execution = self.prepare_execution(job)
         with self._held_lock:
-            self._held[job.id] = (job, queue, execution)
+            self._held[execution.id] = (job, queue, execution)
         self._pool.submit(self._run_one, job, queue, execution)
 
     def _run_one(self, job: Job, queue: Queue, execution: Execution) -> None:
@@ -121,11 +123,13 @@ class BatchingWorker(SimpleWorker):
         finally:
             _current.worker = _current.job_id = None
             with self._finalize_lock:
-                self._finalizing.discard(job.id)
+                self._finalizing.discard(execution.id)
             with self._held_lock:
-                self._held.pop(job.id, None)
+                self._held.pop(execution.id, None)
                 idle = not self._held
-            self.stopping_job_ids.discard(job.id)
+                rerun_held = any(held_job.id == job.id for held_job, _, _ in self._held.values())
+            if not rerun_held:  # a stop asked of the job's retry, already running, still stands
+                self.stopping_job_ids.discard(job.id)
             try:
                 if idle:
                     self.set_state(WorkerStatus.IDLE)
@@ -134,22 +138,22 @@ class BatchingWorker(SimpleWorker):
             finally:
                 self._slots.release()
 
-    def _claim_finalization(self, job_id: str) -> bool:
-        """False when a cold shutdown already put this job back on its queue."""
+    def _claim_finalization(self, execution: Execution) -> bool:
+        """False when a cold shutdown already put this execution's job back on its queue."""
         with self._finalize_lock:
-            if job_id in self._requeued:
+            if execution.id in self._requeued:
                 return False
-            self._finalizing.add(job_id)
+            self._finalizing.add(execution.id)
             return True
 
     def _finalize_success(self, job: Job, queue: Queue, execution: Execution, return_value: Any) -> None:
-        if not self._claim_finalization(job.id):
+        if not self._claim_finalization(execution):
             # it finished just after being re-queued: keep the result, don't run it a second time
             queue.remove(job.id)
         super()._finalize_success(job, queue, execution, return_value)
 
     def _finalize_failure(self, job: Job, queue: Queue, execution: Execution, exc_info: Any) -> None:
-        if not self._claim_finalization(job.id):
+        if not self._claim_finalization(execution):
             # interrupted by the cold shutdown that re-queued it: not a failure (no retry spent, no error)
             log.info("job %s was re-queued at shutdown; its interruption is not recorded", job.id)
             return
@@ -170,19 +174,17 @@ class BatchingWorker(SimpleWorker):
 
     def request_stop_execution(self, execution_id: str) -> None:
         with self._held_lock:
-            job_ids = [jid for jid, (_, _, ex) in self._held.items() if ex.id == execution_id]
-        if not job_ids:
+            held = self._held.get(execution_id)
+        if held is None:
             log.warning("not running execution %s, stop command ignored", execution_id)
-        for job_id in job_ids:
-            self.mark_stopping(job_id)
+            return
+        self.mark_stopping(held[0].id)
 
     def handle_payload(self, message: dict[str, Any]) -> None:
         payload = parse_payload(message)
         if payload.get("command") == "stop-job":
             job_id = payload.get("job_id")
-            with self._held_lock:
-                held = job_id in self._held
-            if held:
+            if job_id in self.held_job_ids:
                 self.mark_stopping(job_id)
             else:
                 log.warning("not working on job %s, stop command ignored", job_id)
@@ -209,16 +211,16 @@ class BatchingWorker(SimpleWorker):
     @property
     def held_job_ids(self) -> list[str]:
         with self._held_lock:
-            return list(self._held)
+            return [job.id for job, _, _ in self._held.values()]
 
     def _requeue_held(self) -> None:
         with self._held_lock:
             held = list(self._held.values())
         for job, queue, execution in held:
             with self._finalize_lock:
-                if job.id in self._finalizing:
+                if execution.id in self._finalizing:
                     continue  # its thread is recording its outcome right now: nothing to re-queue
-                self._requeued.add(job.id)
+                self._requeued.add(execution.id)
             self.mark_stopping(job.id)
             try:
                 with self.connection.pipeline() as pipe:

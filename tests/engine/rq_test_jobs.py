@@ -28,3 +28,15 @@ def sleepy(seconds: float, tag: str) -> dict[str, object]:
 
 def boom() -> None:
     raise ValueError("boom")
+
+
+def fails_twice(counter_key: str, second_run_s: float) -> str:
+    """Fails on its first two runs (the second after `second_run_s`), succeeds on the third."""
+    job = get_current_job()
+    assert job is not None
+    run = job.connection.incr(counter_key)
+    if run == 2:
+        time.sleep(second_run_s)
+    if run < 3:
+        raise RuntimeError(f"run {run} fails")
+    return "ok"

@@ -11,6 +11,7 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 from redis import Redis
@@ -73,6 +74,32 @@ def test_failure_goes_through_rq_retry_then_failed(queue: Queue, conn: Redis) ->
     assert job.get_status() == JobStatus.FAILED
     assert job.retries_left == 0  # retried once by RQ before failing
     assert "boom" in (job.latest_result().exc_string or "")
+
+
+class _LingeringWorker(BatchingWorker):
+    """Each job thread lingers after RQ has recorded its outcome, as a busy interpreter may make it."""
+
+    def perform_job(self, *args: Any, **kwargs: Any) -> bool:
+        try:
+            return super().perform_job(*args, **kwargs)
+        finally:
+            time.sleep(0.3)
+
+
+def test_a_retry_dequeued_before_its_failed_run_lets_go_is_still_held(queue: Queue, conn: Redis) -> None:
+    """RQ re-queues a failed job for its retry at once; this worker dequeues it again (a new execution)
+    while the failed run's thread still lingers. When that thread lets go it must not drop the retry
+    from the held jobs: a burst worker would then see nothing held, quit, and strand the third run."""
+    counter_key = f"contract:{uuid.uuid4().hex}"
+    job = queue.enqueue("tests.engine.rq_test_jobs.fails_twice", counter_key, 0.6, retry=Retry(max=2))
+    worker = _LingeringWorker([queue], connection=conn, serializer=JSONSerializer)
+    worker._install_signal_handlers = lambda: None  # type: ignore[method-assign]
+    t = threading.Thread(target=worker.work, kwargs={"burst": True}, daemon=True)
+    t.start()
+    t.join(timeout=15)
+    assert int(conn.get(counter_key) or 0) == 3
+    assert job.get_status(refresh=True) == JobStatus.FINISHED
+    conn.delete(counter_key)
 
 
 def test_stop_job_command_stops_one_held_job(queue: Queue, conn: Redis) -> None:
