@@ -122,12 +122,14 @@ class BatchingWorker(SimpleWorker):
             log.exception("job thread for %s crashed", job.id)
         finally:
             _current.worker = _current.job_id = None
-            with self._finalize_lock:
-                self._finalizing.discard(execution.id)
+            # let go of the held entry before the finalizing mark: a cold shutdown that still sees
+            # this execution held also sees it finalizing, and does not re-queue its job
             with self._held_lock:
                 self._held.pop(execution.id, None)
                 idle = not self._held
                 rerun_held = any(held_job.id == job.id for held_job, _, _ in self._held.values())
+            with self._finalize_lock:
+                self._finalizing.discard(execution.id)
             if not rerun_held:  # a stop asked of the job's retry, already running, still stands
                 self.stopping_job_ids.discard(job.id)
             try:
