@@ -40,8 +40,10 @@ def queue(conn: Redis) -> Queue:
     return Queue(f"contract-{uuid.uuid4().hex[:8]}", connection=conn, serializer=JSONSerializer)
 
 
-def _run_worker_in_thread(queue: Queue, conn: Redis, **kw: object) -> tuple[BatchingWorker, threading.Thread]:
-    worker = BatchingWorker([queue], connection=conn, serializer=JSONSerializer, **kw)  # type: ignore[arg-type]
+def _run_worker_in_thread(
+    queue: Queue, conn: Redis, worker_class: type[BatchingWorker] = BatchingWorker, **kw: object
+) -> tuple[BatchingWorker, threading.Thread]:
+    worker = worker_class([queue], connection=conn, serializer=JSONSerializer, **kw)  # type: ignore[arg-type]
     # signal handlers can only be installed from the main thread; this worker runs in a thread
     worker._install_signal_handlers = lambda: None  # type: ignore[method-assign]
     t = threading.Thread(target=worker.work, kwargs={"burst": True}, daemon=True)
@@ -92,10 +94,7 @@ def test_a_retry_dequeued_before_its_failed_run_lets_go_is_still_held(queue: Que
     from the held jobs: a burst worker would then see nothing held, quit, and strand the third run."""
     counter_key = f"contract:{uuid.uuid4().hex}"
     job = queue.enqueue("tests.engine.rq_test_jobs.fails_twice", counter_key, 0.6, retry=Retry(max=2))
-    worker = _LingeringWorker([queue], connection=conn, serializer=JSONSerializer)
-    worker._install_signal_handlers = lambda: None  # type: ignore[method-assign]
-    t = threading.Thread(target=worker.work, kwargs={"burst": True}, daemon=True)
-    t.start()
+    _, t = _run_worker_in_thread(queue, conn, _LingeringWorker)
     t.join(timeout=15)
     assert int(conn.get(counter_key) or 0) == 3
     assert job.get_status(refresh=True) == JobStatus.FINISHED
