@@ -82,6 +82,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="autocast dtype (auto: bf16 on CUDA and on CPUs with native bf16, else none)",
     )
     p.add_argument("--compile", action="store_true", help="torch.compile the training forward pass")
+    p.add_argument(
+        "--freeze-batchnorm",
+        action="store_true",
+        help="keep BatchNorm layers in inference mode (running statistics fixed, affine parameters still "
+        "trained): fine-tunes the function that is served; for SRResNet after its BN training",
+    )
     p.add_argument("--eval-sets", nargs="+", default=None, help="final evaluation sets (default Set5 Set14 BSD100)")
     p.add_argument(
         "--hardware-note",
@@ -127,6 +133,7 @@ def _handle(args: argparse.Namespace) -> int:
         time_budget=args.time_budget,
         amp=args.amp,
         compile=args.compile,
+        freeze_batchnorm=args.freeze_batchnorm,
         eval_sets=args.eval_sets or list(BENCHMARK_SETS),
         command=_command_line(args),
         hardware_note=args.hardware_note,

@@ -144,8 +144,10 @@ def test_cli_arguments_become_the_config(tiny_data: Path) -> None:
     parser = argparse.ArgumentParser()
     train_cmd.register(parser.add_subparsers())
     args = parser.parse_args(["train", "vdsr", "--scale", "3", "--arch-arg", "depth=4", "--time-budget", "5",
-                              "--data", str(tiny_data), "--hardware-note", "beside another training"])
+                              "--data", str(tiny_data), "--hardware-note", "beside another training",
+                              "--freeze-batchnorm"])
     assert args.handler is train_cmd._handle and args.hardware_note == "beside another training"
+    assert args.freeze_batchnorm
     assert args.arch_arg == [("depth", 4)] and args.time_budget == 5.0
 
 
@@ -214,3 +216,25 @@ def test_init_without_arch_args_continues_the_weights_architecture(tiny_data: Pa
     # no arch_args given: the card's (TINY, not the constructor defaults) are used
     second = Trainer(_config(tiny_data, tmp_path / "b", arch_args={}, init=tmp_path / "a" / "fsrcnn_x2.safetensors"))
     assert second.arch_args == TINY
+
+
+@pytest.mark.parametrize("freeze", [False, True])
+def test_freeze_batchnorm_keeps_running_statistics_and_still_trains_the_affine_maps(
+    tiny_data: Path, tmp_path: Path, freeze: bool
+) -> None:
+    trainer = Trainer(_config(tiny_data, tmp_path, arch="srresnet", arch_args={"num_feat": 8, "num_block": 1},
+                              iters=3, eval_every=0, freeze_batchnorm=freeze))
+    bns = [m for m in trainer.module.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    before = {k: v.clone() for k, v in trainer.module.state_dict().items()}
+    trainer.fit()
+    after = trainer.module.state_dict()
+    running = [k for k in before if k.endswith(("running_mean", "running_var"))]
+    affine = [k for k in before if any(k.startswith(n) for n, m in trainer.module.named_modules()
+                                       if isinstance(m, torch.nn.BatchNorm2d) and n) and k.endswith(".weight")]
+    assert len(running) == 2 * len(bns) == 6 and len(affine) == len(bns)
+    # frozen: the statistics stay exactly; unfrozen: every batch moves them
+    assert all(torch.equal(before[k], after[k]) for k in running) == freeze
+    assert all(not torch.equal(before[k], after[k]) for k in affine)  # gamma learns either way
+    assert trainer.module.head[0].training and all(m.training != freeze for m in bns)
+    notes = trainer.finish().training.notes  # type: ignore[union-attr]
+    assert ("BatchNorm frozen" in notes) == freeze
