@@ -59,8 +59,9 @@ gpu|gpu-deep|gpu-small)  # one CUDA GPU, every run of the profile at once (~4 mi
     # SRResNet is fine-tuned with BatchNorm frozen at a lower rate: on CPU that gained 0.23 dB in one run where
     # BN training swung Set5 by 0.5 dB (README, model zoo)
     gan_sets=(); for d in ${EVAL_SETS:-Set5 Set14}; do gan_sets+=(--eval-set "$d"); done
+    srresnet_init=$(init_from srresnet_x4)
     srresnet_start="--lr 4e-4"
-    [ -n "$(init_from srresnet_x4)" ] && srresnet_start="--lr 1e-4 --freeze-batchnorm $(init_from srresnet_x4)"
+    [ -n "$srresnet_init" ] && srresnet_start="--lr 1e-4 --freeze-batchnorm $srresnet_init"
     # shellcheck disable=SC2086
     ( train srresnet_x4 $((T * 2 / 3)) srresnet --scale 4 --batch 32 --patch 128 --eval-every 1000 \
         $srresnet_start "${ev[@]}" &&
