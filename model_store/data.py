@@ -9,6 +9,7 @@ with a device-side generator, so the loop has no host round trips and needs no D
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -17,7 +18,7 @@ import numpy as np
 import torch
 
 from model_store.fast_resize import imresize_torch_cached
-from model_store.resize import degrade, modcrop
+from model_store.resize import degrade, imresize, modcrop
 from srserve.imaging import load_rgb_uint8
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -100,12 +101,34 @@ def list_images(folders: list[Path]) -> list[Path]:
     return files
 
 
-class PatchSampler:
-    """All training images in device memory; `sample` returns augmented uint8 HR patches (B, 3, P, P)."""
+def validate_downscales(factors: Sequence[float]) -> tuple[float, ...]:
+    bad = [f for f in factors if not 0.0 < f < 1.0]
+    if bad:
+        raise ValueError(f"scale-augmentation factors must lie in (0, 1), got {bad}")
+    return tuple(factors)
 
-    def __init__(self, folders: list[Path], device: torch.device, seed: int) -> None:
+
+def downscaled_copies(image: np.ndarray, factors: Sequence[float]) -> list[np.ndarray]:
+    """`image` (uint8 HWC) shrunk by each factor with MATLAB's antialiased bicubic, 8-bit rounded: the
+    "scaled" training sets of FSRCNN, VDSR and LapSRN. A shrunk photo packs more detail per pixel, like
+    the small benchmark images, and each factor is new data for a network that sees only patches."""
+    as_float = image.astype(np.float32) / 255.0
+    return [np.clip(np.rint(imresize(as_float, scale=f) * 255.0), 0, 255).astype(np.uint8) for f in factors]
+
+
+class PatchSampler:
+    """All training images in device memory; `sample` returns augmented uint8 HR patches (B, 3, P, P).
+
+    `downscales` adds a copy of every image shrunk by each factor (scale augmentation); crops are drawn
+    uniformly over all of them, so a copy is drawn in proportion to its area."""
+
+    def __init__(self, folders: list[Path], device: torch.device, seed: int, downscales: Sequence[float] = ()) -> None:
         self.files = list_images(folders)
-        arrays = [load_rgb_uint8(str(p)) for p in self.files]
+        self.downscales = validate_downscales(downscales)
+        arrays = []
+        for path in self.files:
+            image = load_rgb_uint8(str(path))
+            arrays += [image, *downscaled_copies(image, self.downscales)]
         self.device = device
         self.heights = torch.tensor([a.shape[0] for a in arrays], dtype=torch.int64, device=device)
         self.widths = torch.tensor([a.shape[1] for a in arrays], dtype=torch.int64, device=device)
@@ -118,7 +141,8 @@ class PatchSampler:
 
     @property
     def n_images(self) -> int:
-        return len(self.files)
+        """Images in the pool, downscaled copies included."""
+        return int(self.heights.numel())
 
     def _crop_cdf(self, patch: int) -> torch.Tensor:
         # sample images in proportion to their number of distinct crops: big photos are not

@@ -93,6 +93,7 @@ class TrainConfig(BaseModel):
     lr: float
     loss: LossName
     data: list[Path]
+    scale_augment: list[float] = []  # downscale factors: each adds a shrunk copy of every training image
     out: Path
     name: str = ""  # default <arch>_x<scale>, or <arch> for a multi-scale network
     arch_args: dict[str, int | float | str | bool] = {}
@@ -461,7 +462,7 @@ class Trainer(TrainingRun):
         self.train_forward = torch.compile(self.module) if cfg.compile else self.module
         self.opt = torch.optim.Adam(self.module.parameters(), lr=cfg.lr, fused=cuda)
         self.warmup = cfg.warmup if cfg.warmup is not None else min(500, cfg.iters // 10)
-        self.sampler = PatchSampler(cfg.data, self.device, cfg.seed)
+        self.sampler = PatchSampler(cfg.data, self.device, cfg.seed, cfg.scale_augment)
         self.scale_gen = torch.Generator().manual_seed(cfg.seed)  # CPU: drawing a scale never syncs
         self._start_run(cfg.init, cfg.arch, self.arch_args, cfg.scale)
         self.card_stub = self._card(results=[], weights_sha256=None, training=None)
@@ -671,6 +672,14 @@ class Trainer(TrainingRun):
         log.info("%s: bf16 changes Set5 PSNR by up to %.4f dB", self.name, max(deltas))
         return max(deltas) < HALF_SAFE_DB
 
+    def _augmentation(self) -> str:
+        scales = "/".join(str(s) for s in self.scales)
+        factors = self.cfg.scale_augment
+        shrunk = (f"every image also shrunk by {', '.join(f'{f:g}' for f in factors)} (antialiased bicubic); "
+                  if factors else "")
+        return (f"{shrunk}random HR crops, flips and transposes; LR x{scales} by MATLAB antialiased bicubic, "
+                "8-bit rounded" + ("; one scale drawn per batch" if self.multi_scale else ""))
+
     def _recipe(self) -> TrainingRecipe:
         cfg = self.cfg
         root = data_root()
@@ -680,7 +689,6 @@ class Trainer(TrainingRun):
             schedule += f" or {cfg.time_budget:.0f} s of training, whichever ends first"
         precision = {torch.bfloat16: "bf16 autocast", torch.float16: "fp16 autocast + grad scaling",
                      None: "fp32"}[self.amp_dtype]
-        scales = "/".join(str(s) for s in self.scales)
         iterations, hardware, notes, earlier = self.provenance(hardware_string(self.device, cfg.hardware_note),
                                                                "weights = best Set5 checkpoint")
         return TrainingRecipe(
@@ -688,8 +696,7 @@ class Trainer(TrainingRun):
             loss=cfg.loss,
             optimizer="Adam (0.9, 0.999)" + (f", grad clip {cfg.grad_clip}" if cfg.grad_clip else ""),
             learning_rate=cfg.lr, schedule=schedule,
-            augmentation=f"random HR crops, flips and transposes; LR x{scales} by MATLAB antialiased bicubic, "
-            "8-bit rounded" + ("; one scale drawn per batch" if self.multi_scale else ""),
+            augmentation=self._augmentation(),
             seed=cfg.seed, precision=precision, hardware=hardware,
             wall_time_s=round(self.prior.seconds + self.train_seconds, 1), command=cfg.command,
             notes=notes + ("; loss summed over every pyramid level" if self.pyramid else "")

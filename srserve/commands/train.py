@@ -48,6 +48,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         action="append",
         help="folder of training images (repeatable; default ../shared/data/train/{T91,SunHays80})",
     )
+    p.add_argument(
+        "--scale-augment",
+        type=float,
+        nargs="+",
+        default=[],
+        metavar="FACTOR",
+        help="add a copy of every training image shrunk by each factor in (0, 1), e.g. 0.9 0.8 0.7 0.6 "
+        "(antialiased bicubic; the scaled training sets of FSRCNN, VDSR and LapSRN)",
+    )
     p.add_argument("--out", type=Path, default=Path("runs"), help="output folder (default runs/)")
     p.add_argument("--name", default="", help="model name (default <arch>_x<scale>)")
     p.add_argument(
@@ -121,6 +130,7 @@ def _handle(args: argparse.Namespace) -> int:
         warmup=args.warmup,
         grad_clip=args.grad_clip,
         data=args.data or default_train_dirs(),
+        scale_augment=args.scale_augment,
         out=args.out,
         name=args.name,
         arch_args=dict(args.arch_arg),

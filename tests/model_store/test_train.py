@@ -145,9 +145,9 @@ def test_cli_arguments_become_the_config(tiny_data: Path) -> None:
     train_cmd.register(parser.add_subparsers())
     args = parser.parse_args(["train", "vdsr", "--scale", "3", "--arch-arg", "depth=4", "--time-budget", "5",
                               "--data", str(tiny_data), "--hardware-note", "beside another training",
-                              "--freeze-batchnorm"])
+                              "--freeze-batchnorm", "--scale-augment", "0.9", "0.6"])
     assert args.handler is train_cmd._handle and args.hardware_note == "beside another training"
-    assert args.freeze_batchnorm
+    assert args.freeze_batchnorm and args.scale_augment == [0.9, 0.6]
     assert args.arch_arg == [("depth", 4)] and args.time_budget == 5.0
 
 
@@ -237,3 +237,14 @@ def test_freeze_batchnorm_keeps_running_statistics_and_still_trains_the_affine_m
     assert trainer.module.head[0].training and all(m.training != freeze for m in bns)
     notes = trainer.finish().training.notes  # type: ignore[union-attr]
     assert ("BatchNorm frozen" in notes) == freeze
+
+
+def test_scale_augmentation_enlarges_the_pool_and_the_card_says_so(tiny_data: Path, tmp_path: Path) -> None:
+    plain = Trainer(_config(tiny_data, tmp_path / "plain", iters=2, eval_every=0))
+    trainer = Trainer(_config(tiny_data, tmp_path / "aug", iters=2, eval_every=0, scale_augment=[0.75, 0.5]))
+    assert (plain.sampler.n_images, trainer.sampler.n_images) == (1, 3)
+    plain.fit()
+    trainer.fit()
+    recipe = trainer.finish().training
+    assert recipe is not None and recipe.augmentation.startswith("every image also shrunk by 0.75, 0.5 (antialiased")
+    assert plain.finish().training.augmentation.startswith("random HR crops")  # type: ignore[union-attr]
