@@ -7,19 +7,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from PIL import Image
 
 from model_store.data import PatchSampler, data_root, downscaled_copies
 from model_store.resize import imresize
 from srserve.imaging import load_rgb_uint8
-
-
-@pytest.fixture(scope="module")
-def crop_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    folder = tmp_path_factory.mktemp("crop")
-    with Image.open(data_root() / "train" / "T91" / "t1.png") as img:
-        Image.fromarray(np.asarray(img.convert("RGB"))[:64, :64]).save(folder / "crop.png")
-    return folder
 
 
 def _detail(image: np.ndarray) -> float:
@@ -43,11 +34,11 @@ def test_downscaled_copies_are_the_matlab_resize_rounded_and_pack_more_detail_pe
     assert float(np.median(ratios)) > 1.1
 
 
-def test_the_sampler_pools_the_shrunk_copies_and_crops_only_where_a_patch_fits(crop_folder: Path) -> None:
-    sampler = PatchSampler([crop_folder], torch.device("cpu"), seed=0, downscales=[0.75, 0.5])
+def test_the_sampler_pools_the_shrunk_copies_and_crops_only_where_a_patch_fits(tiny_data: Path) -> None:
+    sampler = PatchSampler([tiny_data], torch.device("cpu"), seed=0, downscales=[0.75, 0.5])
     assert sampler.n_images == 3
     assert sampler.heights.tolist() == sampler.widths.tolist() == [64, 48, 32]
-    original = load_rgb_uint8(str(crop_folder / "crop.png"))
+    original = load_rgb_uint8(str(tiny_data / "crop.png"))
     shrunk = torch.from_numpy(downscaled_copies(original, [0.75])[0]).permute(2, 0, 1)
     patches = sampler.sample(4000, 48, augment=False)
     # 17² crops of the original and exactly one of the 48² copy; the 32² copy is too small to be drawn
@@ -60,7 +51,7 @@ def test_the_sampler_pools_the_shrunk_copies_and_crops_only_where_a_patch_fits(c
     assert all(patch.numpy().tobytes() in crops_of_original for patch in patches[~whole_copy])
 
 
-def test_scale_augmentation_factors_must_shrink(crop_folder: Path) -> None:
+def test_scale_augmentation_factors_must_shrink(tiny_data: Path) -> None:
     for bad in ([1.0], [0.5, 1.5], [0.0]):
         with pytest.raises(ValueError, match="must lie in"):
-            PatchSampler([crop_folder], torch.device("cpu"), seed=0, downscales=bad)
+            PatchSampler([tiny_data], torch.device("cpu"), seed=0, downscales=bad)

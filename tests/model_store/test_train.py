@@ -7,25 +7,14 @@ import argparse
 import json
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
-from PIL import Image
 
 from model_store.card import Catalog, EarlierRun, ModelCard
-from model_store.data import data_root
 from model_store.registry import load_descriptor, sha256_file
 from model_store.train import TrainConfig, Trainer, _loss_fn, hardware_string, run_summary
 
 TINY = {"d": 8, "s": 4, "m": 1, "residual": False}  # no bicubic skip: learning from scratch shows clearly
-
-
-@pytest.fixture(scope="module")
-def tiny_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    folder = tmp_path_factory.mktemp("train")
-    with Image.open(data_root() / "train" / "T91" / "t1.png") as img:
-        Image.fromarray(np.asarray(img.convert("RGB"))[:64, :64]).save(folder / "crop.png")
-    return folder
 
 
 def _config(data: Path, out: Path, **over: object) -> TrainConfig:
