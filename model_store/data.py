@@ -110,8 +110,8 @@ def validate_downscales(factors: Sequence[float]) -> tuple[float, ...]:
 
 def downscaled_copies(image: np.ndarray, factors: Sequence[float]) -> list[np.ndarray]:
     """`image` (uint8 HWC) shrunk by each factor with MATLAB's antialiased bicubic, 8-bit rounded: the
-    "scaled" training sets of FSRCNN, VDSR and LapSRN. A shrunk photo packs more detail per pixel, like
-    the small benchmark images, and each factor is new data for a network that sees only patches."""
+    "scaled" training sets of FSRCNN, VDSR and LapSRN. A shrunk photo typically packs more detail per
+    pixel, like the small benchmark images, and each factor is new data for a network that sees only patches."""
     as_float = image.astype(np.float32) / 255.0
     return [np.clip(np.rint(imresize(as_float, scale=f) * 255.0), 0, 255).astype(np.uint8) for f in factors]
 

@@ -74,7 +74,7 @@ gpu|gpu-deep|gpu-small)  # one CUDA GPU, every run of the profile at once (~4 mi
       # shellcheck disable=SC2046
       train srcnn_x$s "$T" srcnn --scale $s --batch 64 --patch 48 --lr 5e-4 $(init_from srcnn_x$s) "${ev[@]}" &
       # shipped ESPCNs continue on the paper's MSE at 1e-4: two CPU runs so gained 0.16 dB on x3 where L1 at
-      # 5e-4 had gone flat (README, model zoo)
+      # 5e-4 had gone flat (the espcn_x3 card's notes)
       espcn_start="--lr 5e-4"
       [ -f "model_store/weights/espcn_x$s.safetensors" ] && espcn_start="--loss mse --lr 1e-4 $(init_from espcn_x$s)"
       # shellcheck disable=SC2086
