@@ -124,11 +124,11 @@ class PatchSampler:
 
     def __init__(self, folders: list[Path], device: torch.device, seed: int, downscales: Sequence[float] = ()) -> None:
         self.files = list_images(folders)
-        self.downscales = validate_downscales(downscales)
+        factors = validate_downscales(downscales)
         arrays = []
         for path in self.files:
             image = load_rgb_uint8(str(path))
-            arrays += [image, *downscaled_copies(image, self.downscales)]
+            arrays += [image, *downscaled_copies(image, factors)]
         self.device = device
         self.heights = torch.tensor([a.shape[0] for a in arrays], dtype=torch.int64, device=device)
         self.widths = torch.tensor([a.shape[1] for a in arrays], dtype=torch.int64, device=device)

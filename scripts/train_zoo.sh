@@ -46,6 +46,8 @@ gpu|gpu-deep|gpu-small)  # one CUDA GPU, every run of the profile at once (~4 mi
   T=${BUDGET:-330}
   ev=(--eval-sets ${EVAL_SETS:-Set5 Set14})
   init_from() { [ -f "model_store/weights/$1.safetensors" ] && echo "--init model_store/weights/$1.safetensors"; }
+  # a run's starting flags: $2 for a fresh model; $3 and --init where weights of that name ship
+  start_from() { local init; init=$(init_from "$1"); if [ -n "$init" ]; then echo "$3 $init"; else echo "$2"; fi; }
   if [ "$profile" != gpu-small ]; then
     for s in 2 3 4; do
       # shellcheck disable=SC2046
@@ -59,12 +61,9 @@ gpu|gpu-deep|gpu-small)  # one CUDA GPU, every run of the profile at once (~4 mi
     # SRResNet is fine-tuned with BatchNorm frozen at a lower rate: on CPU that gained 0.23 dB in one run where
     # BN training swung Set5 by 0.5 dB (README, model zoo)
     gan_sets=(); for d in ${EVAL_SETS:-Set5 Set14}; do gan_sets+=(--eval-set "$d"); done
-    srresnet_init=$(init_from srresnet_x4)
-    srresnet_start="--lr 4e-4"
-    [ -n "$srresnet_init" ] && srresnet_start="--lr 1e-4 --freeze-batchnorm $srresnet_init"
-    # shellcheck disable=SC2086
+    # shellcheck disable=SC2046
     ( train srresnet_x4 $((T * 2 / 3)) srresnet --scale 4 --batch 32 --patch 128 --eval-every 1000 \
-        $srresnet_start "${ev[@]}" &&
+        $(start_from srresnet_x4 "--lr 4e-4" "--lr 1e-4 --freeze-batchnorm") "${ev[@]}" &&
       $py -m srserve.cli --log-level WARNING train-gan --init "$out/srresnet_x4.safetensors" \
         --time-budget-s $((T / 3)) "${gan_sets[@]}" --out-dir "$out" > "$out/logs/srgan_x4.log" 2>&1 \
         && echo "$(date -u +%H:%M:%S) done srgan_x4" || echo "$(date -u +%H:%M:%S) FAILED srgan_x4" ) &
@@ -75,10 +74,9 @@ gpu|gpu-deep|gpu-small)  # one CUDA GPU, every run of the profile at once (~4 mi
       train srcnn_x$s "$T" srcnn --scale $s --batch 64 --patch 48 --lr 5e-4 $(init_from srcnn_x$s) "${ev[@]}" &
       # shipped ESPCNs continue on the paper's MSE at 1e-4: two CPU runs so gained 0.16 dB on x3 where L1 at
       # 5e-4 had gone flat (the espcn_x3 card's notes)
-      espcn_start="--lr 5e-4"
-      [ -f "model_store/weights/espcn_x$s.safetensors" ] && espcn_start="--loss mse --lr 1e-4 $(init_from espcn_x$s)"
-      # shellcheck disable=SC2086
-      train espcn_x$s "$T" espcn --scale $s --batch 64 --patch 96 $espcn_start "${ev[@]}" &
+      # shellcheck disable=SC2046
+      train espcn_x$s "$T" espcn --scale $s --batch 64 --patch 96 \
+        $(start_from espcn_x$s "--lr 5e-4" "--loss mse --lr 1e-4") "${ev[@]}" &
     done
     for s in 2 3; do
       # shellcheck disable=SC2046
